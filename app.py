@@ -1,0 +1,173 @@
+"""Application factory: `create_app()` builds the app, `app` serves gunicorn and the CLI.
+
+`gunicorn app:app` and `FLASK_APP=app.py` both find the module-level `app`,
+which is created on first access (so importing `create_app` in tests does not
+build a production app that would demand a JWT secret).
+"""
+
+import logging
+
+import click
+from flask import Flask, request
+from flask.helpers import get_debug_flag
+from flask_cors import CORS
+from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
+from sqlalchemy import update
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
+from models import RevokedToken, User, db
+from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens
+from validation import error_response, register_error_handlers
+
+jwt = JWTManager()
+migrate = Migrate()
+
+# Headers the SPA needs to read across origins (pagination, rate limits).
+EXPOSED_HEADERS = ["X-Total-Count", "Link", "Retry-After", "Content-Disposition"]
+
+
+def create_app(config=None) -> Flask:
+    """Build the app. `config` is a config class, or a dict applied on top of
+    the environment's class (DevelopmentConfig under FLASK_DEBUG, else Production)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.json.sort_keys = False
+    env_config = DevelopmentConfig if get_debug_flag() else ProductionConfig
+    if isinstance(config, dict):
+        app.config.from_object(env_config)
+        app.config.update(config)
+    else:
+        app.config.from_object(config or env_config)
+    check_secret(app)
+    app.url_map.strict_slashes = False
+    if app.config["PROXY_HOPS"]:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"]
+        )
+    register_extensions(app)
+    app.register_blueprint(api, url_prefix="/api")
+    register_error_handlers(app)
+    register_jwt_callbacks(app)
+    register_security_headers(app)
+    register_commands(app)
+    return app
+
+
+def check_secret(app: Flask) -> None:
+    if app.debug or app.testing:
+        return
+    secret = app.config.get("JWT_SECRET_KEY") or ""
+    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+        raise RuntimeError(
+            "JWT_SECRET_KEY is missing or a placeholder: set it to a long random value "
+            "(e.g. `openssl rand -hex 32`) in the environment or .env."
+        )
+
+
+def register_extensions(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        import os
+
+        os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory="migrations", compare_type=True, render_as_batch=True)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    CORS(
+        app,
+        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        expose_headers=EXPOSED_HEADERS,
+        allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        max_age=600,
+    )
+
+
+def register_jwt_callbacks(app: Flask) -> None:
+    """Every JWT failure answers 401 `{"error": ...}`; authorization re-reads the user row."""
+
+    @jwt.user_lookup_loader
+    def load_user(_header, payload):
+        return db.session.get(User, int(payload["sub"]))
+
+    @jwt.token_in_blocklist_loader
+    def is_revoked(_header, payload) -> bool:
+        user = db.session.get(User, int(payload["sub"]))
+        if user is None:
+            return False  # reported by the user lookup as "User not found"
+        if payload.get("ver") != user.token_version:
+            return True
+        return db.session.get(RevokedToken, payload["jti"]) is not None
+
+    @jwt.user_lookup_error_loader
+    def user_gone(_header, _payload):
+        return error_response(401, "User not found")
+
+    @jwt.unauthorized_loader
+    def missing_token(message):
+        return error_response(401, message)
+
+    @jwt.invalid_token_loader
+    def invalid_token(message):
+        return error_response(401, f"Invalid token: {message}")
+
+    @jwt.expired_token_loader
+    def expired_token(_header, _payload):
+        return error_response(401, "Token has expired")
+
+    @jwt.revoked_token_loader
+    def revoked_token(_header, payload):
+        if payload.get("type") == "refresh" and db.session.get(RevokedToken, payload["jti"]):
+            # A refresh token that was already rotated away came back: it was
+            # copied. Revoke every token of the user; they must log in again.
+            revoke_all_tokens(int(payload["sub"]))
+        return error_response(401, "Token has been revoked")
+
+    @jwt.needs_fresh_token_loader
+    def stale_token(_header, _payload):
+        return error_response(401, "Fresh token required")
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if "Authorization" in request.headers or response.is_json:
+            # API answers are personal or live; no cache may keep them.
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("promote")
+    @click.argument("email")
+    def promote(email):
+        """Make the user with EMAIL an admin."""
+        result = db.session.execute(
+            update(User).where(User.email == email.strip().lower()).values(role="admin")
+        )
+        db.session.commit()
+        if result.rowcount == 0:
+            raise click.ClickException(f"No user with e-mail {email}")
+        click.echo(f"{email} is now an admin")
+
+    @app.cli.command("prune-tokens")
+    def prune_tokens():
+        """Delete revocation records of tokens that have expired anyway."""
+        click.echo(f"Pruned {prune_revoked_tokens()} expired revoked tokens")
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def __getattr__(name: str):
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)
+
+
+__all__ = ["create_app", "TestConfig"]

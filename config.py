@@ -1,0 +1,107 @@
+"""Configuration read from the environment (and from `.env` via python-dotenv).
+
+Every variable is documented in `.env.example`. `create_app()` picks
+`ProductionConfig` unless FLASK_DEBUG is on, and tests pass `TestConfig`.
+"""
+
+import os
+from datetime import timedelta
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+
+# Values that must never sign real tokens: the seed README's placeholder and
+# the usual "change me" strings people copy from examples.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "your_secure_jwt_secret_key",
+        "change-me",
+        "changeme",
+        "secret",
+        "dev",
+        "super-secret",
+    }
+)
+
+
+def database_url(url: str | None) -> str:
+    """Normalise a DATABASE_URL to a driver SQLAlchemy can load.
+
+    Render and Heroku hand out `postgres://` URLs, which SQLAlchemy rejects,
+    and SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which we do not
+    install; both become `postgresql+psycopg2://`.
+    """
+    if not url:
+        return "sqlite:///" + os.path.join(BASE_DIR, "instance", "parking.db")
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+class Config:
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", "")
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=env_int("JWT_REFRESH_DAYS", 30))
+    JWT_ERROR_MESSAGE_KEY = "error"
+    # Comma-separated list of origins the browser front end is served from.
+    CORS_ORIGINS = env_list("CORS_ORIGINS", "")
+    # Request bodies above 1 MiB are refused with 413 before they are parsed.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    # Werkzeug's scrypt in production; tests use a cheaper method via TestConfig.
+    PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD", "scrypt")
+    DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "KES").strip().upper()
+    # Flask-Limiter: on unless RATELIMIT_ENABLED=false; memory:// is per process,
+    # so production sets RATELIMIT_STORAGE_URI=redis://... (render.yaml does).
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "600 per minute")
+    RATELIMIT_AUTH = os.environ.get("RATELIMIT_AUTH", "10 per minute")
+    # Number of reverse proxies in front of the app (Render has one).
+    PROXY_HOPS = env_int("PROXY_HOPS", 1)
+    TESTING = False
+    DEBUG = False
+
+
+class DevelopmentConfig(Config):
+    DEBUG = True
+    # A development-only key so `make run` works without a .env file.
+    JWT_SECRET_KEY = Config.JWT_SECRET_KEY or "development-only-not-for-production-use"
+    CORS_ORIGINS = Config.CORS_ORIGINS or ["*"]
+
+
+class ProductionConfig(Config):
+    pass
+
+
+class TestConfig(Config):
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("TEST_DATABASE_URL") or "sqlite://")
+    JWT_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    CORS_ORIGINS = ["http://localhost:5173"]
+    RATELIMIT_ENABLED = False
+    RATELIMIT_STORAGE_URI = "memory://"
+    DEFAULT_CURRENCY = "KES"

@@ -1,0 +1,241 @@
+"""The database schema: SQLAlchemy 2.0 typed models and nothing else.
+
+Table and column names follow the seed project (`users`, `vehicles`,
+`parking_lots`, `parking_spots`, `tickets`) so a database made by its code can
+be adopted with `flask db stamp 0001 && flask db upgrade`.
+
+The rules that must hold across workers and servers live here as constraints:
+one open ticket per spot and per vehicle (partial unique indexes), unique spot
+numbers within a lot, case-insensitive unique usernames and e-mails.
+"""
+
+from datetime import UTC, datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("driver", "admin")
+SPOT_STATUSES = ("available", "occupied", "out_of_service")
+SPOT_KINDS = ("standard", "compact", "large", "motorcycle", "ev", "accessible")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# expire_on_commit=False: a view reads what it just wrote without reloading it.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are
+    stored as naive UTC and given their UTC offset back when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        Index("ux_users_username_lower", func.lower(text("username")), unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    # Stored trimmed and lower-case, so a plain unique constraint is case-insensitive.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default="driver", server_default="driver")
+    # Bumped to invalidate every token issued before (password change, token theft).
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    vehicles: Mapped[list["Vehicle"]] = relationship(back_populates="owner")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Vehicle(db.Model):
+    __tablename__ = "vehicles"
+    __table_args__ = (
+        # A driver cannot register the same plate twice (deleted vehicles excepted).
+        Index(
+            "ux_vehicles_owner_plate_active",
+            "user_id",
+            "plate_number",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plate_number: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Deleting a vehicle hides it; its tickets and receipts stay.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    owner: Mapped[User] = relationship(back_populates="vehicles")
+
+
+class ParkingLot(db.Model):
+    __tablename__ = "parking_lots"
+    __table_args__ = (
+        CheckConstraint("hourly_rate >= 0", name="hourly_rate"),
+        CheckConstraint("billing_increment_minutes > 0", name="billing_increment"),
+        CheckConstraint("grace_minutes >= 0", name="grace_minutes"),
+        CheckConstraint("daily_max IS NULL OR daily_max >= 0", name="daily_max"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    location: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    currency: Mapped[str] = mapped_column(String(3), default="KES", server_default="KES")
+    # Tariff, in the currency's minor unit (see billing.py).
+    hourly_rate: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    billing_increment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    daily_max: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Archived lots leave lists and bookings; their ticket history stays.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    spots: Mapped[list["ParkingSpot"]] = relationship(back_populates="lot")
+
+
+class ParkingSpot(db.Model):
+    __tablename__ = "parking_spots"
+    __table_args__ = (
+        CheckConstraint(_in("status", SPOT_STATUSES), name="status"),
+        CheckConstraint(_in("kind", SPOT_KINDS), name="kind"),
+        db.UniqueConstraint("lot_id", "spot_number"),
+        # Serves the public search and auto-assignment: lot, then status, then kind.
+        Index("ix_parking_spots_lot_status_kind", "lot_id", "status", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spot_number: Mapped[str] = mapped_column(String(32))
+    # "occupied" is written in the same transaction that opens or closes the
+    # spot's ticket, so it always agrees with the open tickets.
+    status: Mapped[str] = mapped_column(String(16), default="available", server_default="available")
+    kind: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+
+    lot: Mapped[ParkingLot] = relationship(back_populates="spots")
+
+
+class Ticket(db.Model):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        # The guarantees: one open ticket per spot and one per vehicle.
+        Index(
+            "ux_tickets_open_spot",
+            "spot_id",
+            unique=True,
+            postgresql_where=text("check_out IS NULL"),
+            sqlite_where=text("check_out IS NULL"),
+        ),
+        Index(
+            "ux_tickets_open_vehicle",
+            "vehicle_id",
+            unique=True,
+            postgresql_where=text("check_out IS NULL"),
+            sqlite_where=text("check_out IS NULL"),
+        ),
+        Index("ix_tickets_user_check_in", "user_id", "check_in"),
+        Index("ix_tickets_lot_check_in", "lot_id", "check_in"),
+        Index("ix_tickets_lot_check_out", "lot_id", "check_out"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    spot_id: Mapped[int] = mapped_column(ForeignKey("parking_spots.id"), index=True)
+    # Denormalised at check-in: the owner and lot never change for a ticket, and
+    # lists and reports filter on them without joins.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+    check_in: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    check_out: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lot's tariff, frozen at check-in: later price changes never apply.
+    currency: Mapped[str] = mapped_column(String(3), default="KES", server_default="KES")
+    hourly_rate: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    billing_increment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    daily_max: Mapped[int | None] = mapped_column(Integer)
+    # Set at checkout.
+    amount_due: Mapped[int | None] = mapped_column(BigInteger)
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+
+    vehicle: Mapped[Vehicle] = relationship()
+    spot: Mapped[ParkingSpot] = relationship()
+    lot: Mapped[ParkingLot] = relationship()
+
+
+class RevokedToken(db.Model):
+    """A JWT that must no longer be accepted (logout, refresh rotation).
+
+    Kept in the database so revocation holds on every worker and server; rows
+    past `expires_at` are useless and pruned (`flask prune-tokens`, and on logout).
+    """
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,304 @@
+"""Shared fixtures: a migrated real database, the app, clients and users.
+
+The suite runs on SQLite by default and on PostgreSQL when TEST_DATABASE_URL
+is set (CI does both). The schema is built once per session by running the
+Alembic migrations, so every test also exercises them; between tests every
+table is emptied.
+
+Fixtures: `app`, `client`, `runner`, `make_user`, `driver`, `other_driver`,
+`admin`, `auth_headers`, `lot`, `vehicle`, `clock`, `count_queries`,
+`live_server` (PostgreSQL only) and the `http` helper for real HTTP.
+"""
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import event, text
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+from app import create_app
+from config import TestConfig, database_url
+from models import ParkingLot, ParkingSpot, User, Vehicle, db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+IS_POSTGRES = bool(TEST_DATABASE_URL)
+TABLES = ("revoked_tokens", "tickets", "parking_spots", "vehicles", "parking_lots", "users")
+
+postgres_only = pytest.mark.skipif(
+    not IS_POSTGRES,
+    reason="needs real concurrency: runs on PostgreSQL (set TEST_DATABASE_URL; CI does)",
+)
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory):
+    if IS_POSTGRES:
+        return database_url(TEST_DATABASE_URL)
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
+
+
+def make_config(database_uri: str, **overrides):
+    return type("Config", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
+
+
+@pytest.fixture(scope="session")
+def _migrated(database_uri):
+    """Drop whatever is there and build the schema with the migrations."""
+    app = create_app(make_config(database_uri))
+    with app.app_context():
+        with db.engine.begin() as conn:
+            if IS_POSTGRES:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+            else:
+                for table in (*TABLES, "alembic_version"):
+                    conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        upgrade(directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+        db.engine.dispose()
+    return database_uri
+
+
+def empty_tables() -> None:
+    with db.engine.begin() as conn:
+        if IS_POSTGRES:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def app_factory(_migrated):
+    """Build an app on the test database with config overrides."""
+    apps = []
+
+    def build(**overrides):
+        application = create_app(make_config(_migrated, **overrides))
+        apps.append(application)
+        return application
+
+    yield build
+    for application in apps:
+        with application.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory):
+    application = app_factory()
+    with application.app_context():
+        empty_tables()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        empty_tables()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user straight in the database (role "driver" or "admin")."""
+    counter = iter(range(1, 10_000))
+
+    def create(username=None, email=None, password="password123", role="driver"):
+        n = next(counter)
+        username = username or f"{role}{n}"
+        email = email or f"{username}@example.com"
+        with app.app_context():
+            user = User(
+                username=username,
+                email=email.lower(),
+                role=role,
+                password_hash=generate_password_hash(
+                    password, method=app.config["PASSWORD_HASH_METHOD"]
+                ),
+            )
+            db.session.add(user)
+            db.session.commit()
+            return {"id": user.id, "username": username, "email": email, "password": password}
+
+    return create
+
+
+@pytest.fixture
+def login(client):
+    """Log a user in through the API; returns the response body."""
+
+    def do_login(user):
+        response = client.post(
+            "/api/login", json={"email": user["email"], "password": user["password"]}
+        )
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return do_login
+
+
+@pytest.fixture
+def auth_headers(login):
+    """`auth_headers(user)` -> {"Authorization": "Bearer <access token>"}."""
+
+    def headers(user):
+        return {"Authorization": f"Bearer {login(user)['token']}"}
+
+    return headers
+
+
+@pytest.fixture
+def driver(make_user):
+    return make_user(username="driver", email="driver@example.com")
+
+
+@pytest.fixture
+def other_driver(make_user):
+    return make_user(username="other", email="other@example.com")
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user(username="boss", email="boss@example.com", role="admin")
+
+
+@pytest.fixture
+def make_lot(app):
+    """Create a lot with `spots` spots numbered <prefix>1..N straight in the database."""
+
+    def create(name="Lot A", location="Nairobi CBD", spots=10, prefix="A", **fields):
+        with app.app_context():
+            lot = ParkingLot(
+                name=name,
+                location=location,
+                currency=fields.pop("currency", "KES"),
+                timezone=fields.pop("timezone", "UTC"),
+                **fields,
+            )
+            db.session.add(lot)
+            db.session.flush()
+            db.session.add_all(
+                ParkingSpot(lot_id=lot.id, spot_number=f"{prefix}{n}") for n in range(1, spots + 1)
+            )
+            db.session.commit()
+            spot_ids = [s.id for s in sorted(lot.spots, key=lambda s: s.id)]
+            return {"id": lot.id, "name": name, "spot_ids": spot_ids}
+
+    return create
+
+
+@pytest.fixture
+def lot(make_lot):
+    return make_lot()
+
+
+@pytest.fixture
+def make_vehicle(app):
+    def create(user, plate="KCB 123A", type="SUV"):
+        with app.app_context():
+            vehicle = Vehicle(plate_number=plate, type=type, user_id=user["id"])
+            db.session.add(vehicle)
+            db.session.commit()
+            return {"id": vehicle.id, "plate_number": plate, "user_id": user["id"]}
+
+    return create
+
+
+@pytest.fixture
+def vehicle(make_vehicle, driver):
+    return make_vehicle(driver)
+
+
+@dataclass
+class Clock:
+    """A controllable clock for the app: `clock.advance(minutes=61)`."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(app):
+    fake = Clock(datetime(2026, 1, 15, 8, 0, tzinfo=UTC))
+    app.config["CLOCK"] = fake
+    return fake
+
+
+@pytest.fixture
+def count_queries(app):
+    """`with count_queries() as statements: ...` records the SQL statements run."""
+
+    @contextmanager
+    def counting():
+        statements = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):
+            statements.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+    return counting
+
+
+# ---------------------------------------------------------------------------
+# Real HTTP (concurrency tests): a threaded server on a free local port.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve `app` over real HTTP with one thread per request; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def http(method, url, body=None, token=None, timeout=30):
+    """One real HTTP request; returns (status, parsed JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")

@@ -1,0 +1,195 @@
+"""One error path and small input validators.
+
+Views raise `ApiError(status, message)`; `register_error_handlers` turns that,
+every HTTPException, JWT failure and unexpected exception into
+`{"error": message}` with the right status, so no view builds an error body.
+The validators read a JSON object field by field and refuse wrong types,
+over-long strings, NUL characters and out-of-range integers with a 400.
+"""
+
+import logging
+import math
+import re
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL's integer is 32-bit; ids and amounts beyond it are refused up front.
+MAX_INT = 2**31 - 1
+MISSING = object()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict | None = None):
+    response = jsonify(error=message)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+# Werkzeug's default descriptions are paragraphs written for HTML pages.
+SHORT_MESSAGES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large (limit 1 MiB)",
+    415: "Content-Type must be application/json",
+    429: "Too many requests",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError):
+        from models import db
+
+        db.session.rollback()  # nothing half-done survives a refused request
+        return error_response(error.status, error.message, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        status = error.code or 500
+        headers = {}
+        if status == 405 and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return error_response(status, SHORT_MESSAGES.get(status, error.name), headers)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        from models import db
+
+        log.exception("Unhandled exception on %s %s", request.method, request.path)
+        db.session.rollback()
+        return error_response(500, "Internal server error")
+
+
+# ---------------------------------------------------------------------------
+# Request bodies
+# ---------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or 400. Never raises anything else."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raw = request.get_data(cache=True)
+        if raw.strip():
+            raise ApiError(400, "Request body must be valid JSON")
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return data
+
+
+def _check_text(value: str, field: str, max_length: int) -> str:
+    if "\x00" in value:
+        raise ApiError(400, f"{field} must not contain NUL characters")
+    if len(value) > max_length:
+        raise ApiError(400, f"{field} must be at most {max_length} characters")
+    return value
+
+
+def get_str(
+    data: dict,
+    field: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    message: str | None = None,
+    strip: bool = True,
+) -> str | None:
+    """A string field; missing/blank is None (or 400 `message` when required)."""
+    value = data.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ApiError(400, message or f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be a string")
+    return _check_text(value.strip() if strip else value, field, max_length)
+
+
+def get_int(
+    data: dict,
+    field: str,
+    *,
+    required: bool = False,
+    message: str | None = None,
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+    default: Any = None,
+) -> Any:
+    """An integer field. Booleans and floats with a fraction are refused."""
+    value = data.get(field, MISSING)
+    if value is MISSING or value is None:
+        if required:
+            raise ApiError(400, message or f"{field} is required")
+        return default
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{field} must be an integer")
+    if not minimum <= value <= maximum:
+        raise ApiError(400, f"{field} must be between {minimum} and {maximum}")
+    return value
+
+
+def get_choice(data: dict, field: str, choices, *, default=None):
+    value = get_str(data, field, max_length=64)
+    if value is None:
+        return default
+    if value not in choices:
+        raise ApiError(400, f"{field} must be one of: {', '.join(choices)}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Query strings
+# ---------------------------------------------------------------------------
+
+
+def query_int(name: str, *, default=None, minimum: int = 0, maximum: int = MAX_INT):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?\d{1,10}", raw):
+        raise ApiError(400, f"{name} must be an integer")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def query_bool(name: str, default: bool | None = None) -> bool | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in {"true", "1", "yes"}:
+        return True
+    if lowered in {"false", "0", "no"}:
+        return False
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def query_choice(name: str, choices, default=None):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise ApiError(400, f"{name} must be one of: {', '.join(choices)}")
+    return raw
