@@ -97,7 +97,9 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="driver", server_default="driver")
     # Bumped to invalidate every token issued before (password change, token theft).
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
 
     vehicles: Mapped[list["Vehicle"]] = relationship(back_populates="owner")
 
@@ -121,10 +123,13 @@ class Vehicle(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    plate_number: Mapped[str] = mapped_column(String(16))
+    # The API accepts 16 characters; the column keeps longer plates adopted from the seed.
+    plate_number: Mapped[str] = mapped_column(String(32))
     type: Mapped[str | None] = mapped_column(String(32))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     # Deleting a vehicle hides it; its tickets and receipts stay.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -150,7 +155,9 @@ class ParkingLot(db.Model):
     billing_increment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     daily_max: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
+    )
     # Archived lots leave lists and bookings; their ticket history stays.
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
