@@ -6,20 +6,21 @@ build a production app that would demand a JWT secret).
 """
 
 import logging
+from datetime import timedelta
 
 import click
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.helpers import get_debug_flag
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import update
+from sqlalchemy import exists, select, update
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
 from models import RevokedToken, User, db
 from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens
-from validation import error_response, register_error_handlers
+from validation import IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
 migrate = Migrate()
@@ -39,8 +40,16 @@ def create_app(config=None) -> Flask:
         app.config.update(config)
     else:
         app.config.from_object(config or env_config)
+    app.config.setdefault(
+        "JWT_ACCESS_TOKEN_EXPIRES", timedelta(minutes=app.config["JWT_ACCESS_MINUTES"])
+    )
+    app.config.setdefault(
+        "JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=app.config["JWT_REFRESH_DAYS"])
+    )
     check_secret(app)
     app.url_map.strict_slashes = False
+    # Ids in URLs stay within the integer range of the columns (404 beyond).
+    app.url_map.converters["int"] = IdConverter
     if app.config["PROXY_HOPS"]:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"]
@@ -58,10 +67,11 @@ def check_secret(app: Flask) -> None:
     if app.debug or app.testing:
         return
     secret = app.config.get("JWT_SECRET_KEY") or ""
-    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+    # HS256 needs a key of at least 32 bytes (RFC 7518 3.2; PyJWT warns below that).
+    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret.encode()) < 32:
         raise RuntimeError(
-            "JWT_SECRET_KEY is missing or a placeholder: set it to a long random value "
-            "(e.g. `openssl rand -hex 32`) in the environment or .env."
+            "JWT_SECRET_KEY is missing, a placeholder or shorter than 32 characters: set it "
+            "to a long random value (e.g. `openssl rand -hex 32`) in the environment or .env."
         )
 
 
@@ -89,16 +99,30 @@ def register_jwt_callbacks(app: Flask) -> None:
 
     @jwt.user_lookup_loader
     def load_user(_header, payload):
+        # is_revoked (which runs first) read the row: one statement per request.
+        cached = g.pop("jwt_user", None)
+        if cached is not None and cached[0] == payload["jti"]:
+            return cached[1]
         return db.session.get(User, int(payload["sub"]))
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload) -> bool:
-        user = db.session.get(User, int(payload["sub"]))
-        if user is None:
+        row = db.session.execute(
+            select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
+                User.id == int(payload["sub"])
+            )
+        ).first()
+        if row is None:
             return False  # reported by the user lookup as "User not found"
+        user, revoked = row
+        g.jwt_user = (payload["jti"], user)
         if payload.get("ver") != user.token_version:
             return True
-        return db.session.get(RevokedToken, payload["jti"]) is not None
+        # Issued before this row existed: a deleted user's token whose id was
+        # reused (SQLite reuses the highest rowid). 5 s allow for clock skew.
+        if payload.get("iat", 0) + 5 < user.created_at.timestamp():
+            return True
+        return revoked
 
     @jwt.user_lookup_error_loader
     def user_gone(_header, _payload):

@@ -5,7 +5,6 @@ Every variable is documented in `.env.example`. `create_app()` picks
 """
 
 import os
-from datetime import timedelta
 
 from dotenv import load_dotenv
 
@@ -63,8 +62,9 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", "")
-    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15))
-    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=env_int("JWT_REFRESH_DAYS", 30))
+    # Token lifetimes; create_app turns them into JWT_*_TOKEN_EXPIRES.
+    JWT_ACCESS_MINUTES = env_int("JWT_ACCESS_MINUTES", 15)
+    JWT_REFRESH_DAYS = env_int("JWT_REFRESH_DAYS", 30)
     JWT_ERROR_MESSAGE_KEY = "error"
     # Comma-separated list of origins the browser front end is served from.
     CORS_ORIGINS = env_list("CORS_ORIGINS", "")

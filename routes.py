@@ -69,6 +69,7 @@ from validation import (
     query_bool,
     query_choice,
     query_int,
+    request_json,
 )
 
 api = Blueprint("api", __name__)
@@ -78,6 +79,14 @@ limiter = Limiter(
     default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
     headers_enabled=True,
 )
+
+
+@limiter.request_filter
+def limits_switched_off() -> bool:
+    """The limiter object is shared by every app in the process (tests build
+    many); an app built with RATELIMIT_ENABLED=false is never limited."""
+    return not current_app.config["RATELIMIT_ENABLED"]
+
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERNAME_MAX, EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX = 64, 254, 8, 128
@@ -113,14 +122,18 @@ def admin_required(view):
 def paginate(stmt, *order_by):
     """Run one page of `stmt` and a count; return (rows, pagination headers).
 
-    Two SQL statements whatever the size of the table.
+    At most two SQL statements whatever the size of the table: a page that is
+    not full is the last one, so it gives the total without a count.
     """
     page = query_int("page", default=1, minimum=1, maximum=1_000_000)
     per_page = query_int("per_page", default=100, minimum=1, maximum=1000)
-    total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     rows = db.session.execute(
         stmt.order_by(*order_by).limit(per_page).offset((page - 1) * per_page)
     ).all()
+    if len(rows) < per_page and (rows or page == 1):
+        total = (page - 1) * per_page + len(rows)
+    else:
+        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     last = max(1, -(-total // per_page))
     args = request.args.to_dict()
 
@@ -209,7 +222,7 @@ def normalise_email(value: str | None) -> str | None:
 
 def email_rate_key() -> str:
     """Rate-limit key for login/register: the account e-mail in the body."""
-    data = request.get_json(silent=True)
+    data = request_json()
     email = data.get("email") if isinstance(data, dict) else None
     return "email:" + (email.strip().lower()[:EMAIL_MAX] if isinstance(email, str) else "")
 
@@ -219,6 +232,14 @@ def auth_rate_limits(view):
     auth_limit = lambda: current_app.config["RATELIMIT_AUTH"]  # noqa: E731
     view = limiter.limit(auth_limit, key_func=email_rate_key, scope="auth-email")(view)
     return limiter.limit(auth_limit, key_func=get_remote_address, scope="auth-ip")(view)
+
+
+def account_rate_limit(view):
+    """Per account (RATELIMIT_AUTH), below @jwt_required: a stolen access token
+    must not become an oracle for guessing the current password."""
+    auth_limit = lambda: current_app.config["RATELIMIT_AUTH"]  # noqa: E731
+    account = lambda: "user:" + get_jwt()["sub"]  # noqa: E731
+    return limiter.limit(auth_limit, key_func=account, scope="auth-account")(view)
 
 
 def read_new_password(data: dict, field: str) -> str:
@@ -372,6 +393,7 @@ def me():
 
 @api.route("/me/password", methods=["PATCH"])
 @jwt_required()
+@account_rate_limit
 def change_password():
     """Change the password; every token issued before stops working."""
     data = json_body()
@@ -538,7 +560,7 @@ def read_lot_fields(data: dict, lot: ParkingLot) -> None:
         zone = get_str(data, "timezone", max_length=64, required=True)
         try:
             ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
             raise ApiError(
                 400, "timezone must be an IANA time zone name, e.g. Africa/Nairobi"
             ) from None
@@ -577,8 +599,13 @@ def read_spot_batch(
 
 
 def insert_spots(rows: list[dict]) -> None:
+    """Insert all the rows or none; the INSERT itself (not the commit) hits the constraint."""
     if rows:
-        db.session.execute(insert(ParkingSpot), rows)
+        try:
+            db.session.execute(insert(ParkingSpot), rows)
+        except IntegrityError:
+            db.session.rollback()
+            raise ApiError(409, "Spot number already exists in this lot") from None
 
 
 def lot_counts(lot_id: int) -> tuple[int, int]:
@@ -593,13 +620,15 @@ def lot_counts(lot_id: int) -> tuple[int, int]:
 @api.route("/parking-lots", methods=["GET"])
 @jwt_required()
 def list_lots():
-    available = func.count(case((ParkingSpot.status == "available", 1)))
-    stmt = (
-        select(ParkingLot, func.count(ParkingSpot.id), available)
-        .outerjoin(ParkingSpot, ParkingSpot.lot_id == ParkingLot.id)
-        .where(ParkingLot.archived_at.is_(None))
-        .group_by(ParkingLot.id)
-    )
+    # Correlated counts, not a join + GROUP BY: only the page's lots are counted
+    # (index-only scans of ix_parking_spots_lot_status_kind), and the total
+    # count in paginate() does not aggregate every spot again.
+    spots = select(func.count()).where(ParkingSpot.lot_id == ParkingLot.id)
+    stmt = select(
+        ParkingLot,
+        spots.scalar_subquery(),
+        spots.where(ParkingSpot.status == "available").scalar_subquery(),
+    ).where(ParkingLot.archived_at.is_(None))
     rows, headers = paginate(stmt, ParkingLot.id)
     return jsonify([lot_to_dict(lot, total, free) for lot, total, free in rows]), 200, headers
 
@@ -753,7 +782,10 @@ def query_date(name: str) -> date:
     if not raw:
         raise ApiError(400, f"{name} is required (YYYY-MM-DD)")
     try:
-        return date.fromisoformat(raw) if len(raw) == 10 else date.fromisoformat("invalid")
+        # fromisoformat alone would also take "20260115" and week dates like "2026-W03-4".
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, f"{name} must be a date in the form YYYY-MM-DD") from None
 
@@ -796,6 +828,10 @@ def lot_report(lot_id):
             for day in days
         )
     ).subquery("days")
+    # The whole range as constants too: the planner then reads only the range
+    # from the (lot_id, check_in/check_out) index, and with that small estimate
+    # PostgreSQL does not start parallel workers (which cost ~10x the query).
+    first, after = bound(start), bound(end + timedelta(days=1))
 
     started = dict(
         db.session.execute(
@@ -804,6 +840,8 @@ def lot_report(lot_id):
                 Ticket,
                 and_(
                     Ticket.lot_id == lot_id,
+                    Ticket.check_in >= first,
+                    Ticket.check_in < after,
                     Ticket.check_in >= day_table.c.starts,
                     Ticket.check_in < day_table.c.ends,
                 ),
@@ -824,6 +862,8 @@ def lot_report(lot_id):
                 Ticket,
                 and_(
                     Ticket.lot_id == lot_id,
+                    Ticket.check_out >= first,
+                    Ticket.check_out < after,
                     Ticket.check_out >= day_table.c.starts,
                     Ticket.check_out < day_table.c.ends,
                 ),
@@ -855,10 +895,13 @@ def lot_report(lot_id):
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
-    total, available = lot_counts(lot_id)
-    occupied = db.session.scalar(
-        select(func.count()).where(ParkingSpot.lot_id == lot_id, ParkingSpot.status == "occupied")
-    )
+    total, available, occupied = db.session.execute(
+        select(
+            func.count(),
+            func.count(case((ParkingSpot.status == "available", 1))),
+            func.count(case((ParkingSpot.status == "occupied", 1))),
+        ).where(ParkingSpot.lot_id == lot_id)
+    ).one()
     return {
         "lot_id": lot_id,
         "lot": lot.name,
@@ -902,7 +945,19 @@ def spots_query():
 
 @api.route("/spots", methods=["GET"])
 def list_spots():
-    stmt = spots_query()
+    # Plain rows, not ORM objects: this is the busiest public read.
+    stmt = (
+        select(
+            ParkingSpot.id,
+            ParkingSpot.spot_number,
+            ParkingSpot.status,
+            ParkingSpot.kind,
+            ParkingSpot.lot_id,
+            ParkingLot.name,
+        )
+        .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
+        .where(ParkingLot.archived_at.is_(None))
+    )
     lot_id = query_int("lot_id", minimum=1)
     status = query_choice("status", SPOT_STATUSES)
     kind = query_choice("kind", SPOT_KINDS)
@@ -913,7 +968,7 @@ def list_spots():
     if kind is not None:
         stmt = stmt.where(ParkingSpot.kind == kind)
     rows, headers = paginate(stmt, ParkingSpot.id)
-    return jsonify([spot_to_dict(spot, name) for spot, name in rows]), 200, headers
+    return jsonify([spot_to_dict(row, row.name) for row in rows]), 200, headers
 
 
 @api.route("/spots/<int:spot_id>", methods=["GET"])
@@ -1194,3 +1249,38 @@ def checkout(ticket_id):
         "spot_number": spot_number,
         "breakdown": breakdown,
     }
+
+
+# ===========================================================================
+# Docs: /openapi.json, /docs, /docs/<filename> (public; content in openapi.py)
+# ===========================================================================
+# openapi.py is imported inside the views because it reads this module's limits.
+# Exempt from rate limits like /test-db: static content, nothing to protect.
+
+
+@api.route("/openapi.json", methods=["GET"])
+@limiter.exempt
+def openapi_json():
+    import openapi
+
+    # "servers" is this host, so Swagger UI's "Try it out" calls the same server.
+    return openapi.document_for(request.url_root)
+
+
+@api.route("/docs", methods=["GET"])
+@limiter.exempt
+def docs():
+    import openapi
+
+    page = openapi.docs_page(
+        url_for("api.openapi_json"), lambda name: url_for("api.docs_asset", filename=name)
+    )
+    return Response(page, mimetype="text/html")
+
+
+@api.route("/docs/<filename>", methods=["GET"])
+@limiter.exempt
+def docs_asset(filename):
+    import openapi
+
+    return openapi.send_docs_asset(filename)

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,45 @@ def register_error_handlers(app: Flask) -> None:
 # ---------------------------------------------------------------------------
 
 
+def request_json() -> Any:
+    """The parsed JSON body (None when absent or not JSON), or 400.
+
+    Two inputs the json module accepts would otherwise end in a 500: nesting
+    deep enough to raise RecursionError, and `\\ud800`-style escapes that decode
+    to lone surrogates, which no database driver, hash or Redis key can encode.
+    """
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "Request body must be valid JSON") from None
+    pending = [data]
+    while pending:  # iterative: the body may be nested close to the recursion limit
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(400, "Request body must be valid UTF-8 text") from None
+    return data
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or 400. Never raises anything else."""
-    data = request.get_json(silent=True)
+    data = request_json()
     if data is None:
-        raw = request.get_data(cache=True)
-        if raw.strip():
-            raise ApiError(400, "Request body must be valid JSON")
-        return {}
+        raw = request.get_data(cache=True).strip()
+        if not raw:
+            return {}
+        if not request.is_json:
+            raise ApiError(400, "Content-Type must be application/json")
+        if raw == b"null":
+            raise ApiError(400, "Request body must be a JSON object")
+        raise ApiError(400, "Request body must be valid JSON")
     if not isinstance(data, dict):
         raise ApiError(400, "Request body must be a JSON object")
     return data
@@ -160,6 +192,20 @@ def get_choice(data: dict, field: str, choices, *, default=None):
 # ---------------------------------------------------------------------------
 # Query strings
 # ---------------------------------------------------------------------------
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in URLs. An id beyond MAX_INT cannot exist; it becomes 0 (which
+    never exists either), so the view gives its usual not-found answer instead of
+    an OverflowError (500) from the database driver.
+
+    Refusing it with `max=` would be wrong: Werkzeug checks a sibling rule's
+    methods before converting, so PATCH/DELETE would answer 405, not 404.
+    """
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= MAX_INT else 0
 
 
 def query_int(name: str, *, default=None, minimum: int = 0, maximum: int = MAX_INT):
