@@ -6,6 +6,7 @@ build a production app that would demand a JWT secret).
 """
 
 import logging
+import sqlite3
 from datetime import timedelta
 
 import click
@@ -14,7 +15,8 @@ from flask.helpers import get_debug_flag
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import exists, select, update
+from sqlalchemy import event, exists, select, update
+from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
@@ -92,6 +94,13 @@ def register_extensions(app: Flask) -> None:
         methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
+
+
+@event.listens_for(Engine, "connect")
+def enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    """SQLite ignores foreign keys unless asked, per connection; PostgreSQL always checks."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def register_jwt_callbacks(app: Flask) -> None:

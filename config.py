@@ -78,6 +78,9 @@ class Config:
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_DEFAULT = os.environ.get("RATELIMIT_DEFAULT", "600 per minute")
+    # If Redis is unreachable, count in memory rather than fail every request.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_AUTH = os.environ.get("RATELIMIT_AUTH", "10 per minute")
     # Number of reverse proxies in front of the app (Render has one).
     PROXY_HOPS = env_int("PROXY_HOPS", 1)
