@@ -369,13 +369,12 @@ def test_an_unreachable_limit_store_does_not_take_the_api_down(limited):
     """Redis down: limits fall back to per-process memory instead of answering 500."""
     client = limited(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0").test_client()
     statuses = [
-        client.post("/api/login", json={"email": "x@example.com", "password": "wrongpass1"})
-        .status_code
+        client.post(
+            "/api/login", json={"email": "x@example.com", "password": "wrongpass1"}
+        ).status_code
         for _ in range(3)
     ]
     assert statuses[0] == 401
     assert 500 not in statuses
     # The in-memory fallback still counts: the fourth try is refused.
-    assert_429(
-        client.post("/api/login", json={"email": "x@example.com", "password": "wrongpass1"})
-    )
+    assert_429(client.post("/api/login", json={"email": "x@example.com", "password": "wrongpass1"}))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import IS_POSTGRES
 from sqlalchemy import func, select, update
 
 from models import RevokedToken, User, db
