@@ -10,7 +10,7 @@ RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.dev-installed
 export FLASK_APP := app.py
 
-.PHONY: run test lint format venv clean
+.PHONY: run test lint format venv clean bench
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ run: $(RUNTIME)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmark against a throwaway PostgreSQL database (BENCH_DATABASE_URL); see bench/README.md.
+bench: $(RUNTIME)
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
