@@ -7,7 +7,8 @@ table is emptied.
 
 Fixtures: `app`, `client`, `runner`, `make_user`, `driver`, `other_driver`,
 `admin`, `auth_headers`, `lot`, `vehicle`, `clock`, `count_queries`,
-`live_server` (PostgreSQL only) and the `http` helper for real HTTP.
+`live_server` (PostgreSQL only), the `http` helper for real HTTP and
+`run_at_once` to release concurrent clients together.
 """
 
 import json
@@ -302,3 +303,32 @@ def http(method, url, body=None, token=None, timeout=30):
         return status, json.loads(raw) if raw else None
     except ValueError:
         return status, raw.decode(errors="replace")
+
+
+RACE_TIMEOUT = 60  # seconds a concurrent client may take before the test fails
+
+
+def run_at_once(calls):
+    """Run the zero-argument `calls` in threads released together by a barrier,
+    so they hit the server at the same instant; their results in order."""
+    barrier = threading.Barrier(len(calls), timeout=RACE_TIMEOUT)
+    results = [None] * len(calls)
+    errors = []
+
+    def worker(index, call):
+        try:
+            barrier.wait()
+            results[index] = call()
+        except Exception as error:  # reported below, with the thread's index
+            errors.append((index, error))
+
+    threads = [
+        threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(RACE_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a client never finished"
+    assert not errors, errors
+    return results

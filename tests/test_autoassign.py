@@ -1,9 +1,7 @@
 """POST /api/tickets with {vehicle_id, lot_id, kind?}: the server picks the spot."""
 
-import threading
-
 import pytest
-from conftest import http, postgres_only
+from conftest import http, postgres_only, run_at_once
 from sqlalchemy import func, select
 
 from models import ParkingSpot, Ticket, db
@@ -197,27 +195,11 @@ def test_twenty_drivers_race_for_ten_spots(
         car = make_vehicle(user, plate=f"KRC {n}")
         drivers.append((login(user)["token"], car["id"]))
 
-    barrier = threading.Barrier(len(drivers), timeout=30)
-    results = [None] * len(drivers)
+    def arrive(token, vehicle_id):
+        body = {"vehicle_id": vehicle_id, "lot_id": lot["id"], "kind": "standard"}
+        return lambda: http("POST", f"{live_server}/api/tickets", body, token=token)
 
-    def arrive(index, token, vehicle_id):
-        barrier.wait()
-        results[index] = http(
-            "POST",
-            f"{live_server}/api/tickets",
-            {"vehicle_id": vehicle_id, "lot_id": lot["id"], "kind": "standard"},
-            token=token,
-        )
-
-    threads = [
-        threading.Thread(target=arrive, args=(i, token, car))
-        for i, (token, car) in enumerate(drivers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+    results = run_at_once([arrive(token, car) for token, car in drivers])
 
     statuses = [status for status, _ in results]
     assert all(status < 500 for status in statuses), results

@@ -5,41 +5,12 @@ unique indexes and conditional UPDATEs) must let exactly one of them win.
 PostgreSQL only: SQLite serialises writers, so it cannot show a race.
 """
 
-import threading
-
-from conftest import http, postgres_only
+from conftest import http, postgres_only, run_at_once
 from sqlalchemy import select
 
 from models import ParkingSpot, Ticket, db
 
 pytestmark = postgres_only
-
-TIMEOUT = 60
-
-
-def run_at_once(calls):
-    """Run the zero-argument `calls` in threads released together; their results in order."""
-    barrier = threading.Barrier(len(calls), timeout=TIMEOUT)
-    results = [None] * len(calls)
-    errors = []
-
-    def worker(index, call):
-        try:
-            barrier.wait()
-            results[index] = call()
-        except Exception as error:  # reported below, with the thread's index
-            errors.append((index, error))
-
-    threads = [
-        threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a client never finished"
-    assert not errors, errors
-    return results
 
 
 def open_tickets(app):

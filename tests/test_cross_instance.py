@@ -15,13 +15,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import http, postgres_only
+from conftest import http, postgres_only, run_at_once
 from sqlalchemy import func, select
 
 from models import ParkingSpot, RevokedToken, Ticket, db
@@ -109,14 +107,7 @@ def instances(_migrated, tmp_path_factory):
 
 def race(calls):
     """Run the (method, url, body, token) calls at the same instant; return (status, body)s."""
-    barrier = threading.Barrier(len(calls), timeout=REQUEST_TIMEOUT)
-
-    def one(call):
-        barrier.wait()
-        return http(*call, timeout=REQUEST_TIMEOUT)
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(one, calls, timeout=REQUEST_TIMEOUT * 2))
+    return run_at_once([lambda call=call: http(*call, timeout=REQUEST_TIMEOUT) for call in calls])
 
 
 def login_on(base: str, user: dict) -> str:
