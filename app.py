@@ -10,12 +10,14 @@ import sqlite3
 from datetime import timedelta
 
 import click
+import orjson
 from flask import Flask, g, request
 from flask.helpers import get_debug_flag
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import event, exists, select, update
+from sqlalchemy import bindparam, event, exists, select, update
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -31,11 +33,40 @@ migrate = Migrate()
 EXPOSED_HEADERS = ["X-Total-Count", "Link", "Retry-After", "Content-Disposition"]
 
 
+class FastJSONProvider(DefaultJSONProvider):
+    """Response bodies encoded by orjson (several times faster on the list bodies).
+
+    Same output as the stdlib encoder: compact, keys in insertion order, and
+    dates, decimals and the like through Flask's own `default`. Whatever orjson
+    refuses (integers beyond 64 bits, lone surrogates) falls back to the stdlib;
+    debug mode keeps Flask's indented output, and `dumps` (the test client's
+    request bodies) stays the stdlib's.
+    """
+
+    sort_keys = False
+    OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+    def _encode(self, obj) -> bytes | None:
+        try:
+            return orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+
+    def response(self, *args, **kwargs):
+        if self._app.debug:
+            return super().response(*args, **kwargs)
+        obj = self._prepare_response_obj(args, kwargs)
+        encoded = self._encode(obj)
+        if encoded is None:
+            return super().response(obj)
+        return self._app.response_class(encoded + b"\n", mimetype=self.mimetype)
+
+
 def create_app(config=None) -> Flask:
     """Build the app. `config` is a config class, or a dict applied on top of
     the environment's class (DevelopmentConfig under FLASK_DEBUG, else Production)."""
     app = Flask(__name__, instance_relative_config=True)
-    app.json.sort_keys = False
+    app.json = FastJSONProvider(app)
     env_config = DevelopmentConfig if get_debug_flag() else ProductionConfig
     if isinstance(config, dict):
         app.config.from_object(env_config)
@@ -103,6 +134,14 @@ def enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
+# The user and whether the token was revoked, in one statement on every
+# authenticated request. Built once: building it per request cost more CPU
+# than running it (bench/README.md).
+TOKEN_USER = select(User, exists().where(RevokedToken.jti == bindparam("jti"))).where(
+    User.id == bindparam("user_id")
+)
+
+
 def register_jwt_callbacks(app: Flask) -> None:
     """Every JWT failure answers 401 `{"error": ...}`; authorization re-reads the user row."""
 
@@ -117,9 +156,7 @@ def register_jwt_callbacks(app: Flask) -> None:
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload) -> bool:
         row = db.session.execute(
-            select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
-                User.id == int(payload["sub"])
-            )
+            TOKEN_USER, {"user_id": int(payload["sub"]), "jti": payload["jti"]}
         ).first()
         if row is None:
             return False  # reported by the user lookup as "User not found"

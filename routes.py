@@ -16,7 +16,8 @@ import csv
 import io
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache, wraps
+from functools import cache, lru_cache, wraps
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -122,32 +123,48 @@ def admin_required(view):
     return wrapper
 
 
-def paginate(stmt, *order_by):
-    """Run one page of `stmt` and a count; return (rows, pagination headers).
+# Characters Werkzeug's url_for leaves unescaped in query strings.
+QUERY_SAFE = "!$'()*,/:;?@"
+
+
+class PageQuery:
+    """A list query built once: its page (LIMIT and OFFSET as bind parameters)
+    and its count. The busy lists keep one per shape (lru_cache), because
+    building a statement and its cache key costs more CPU than running it."""
+
+    def __init__(self, stmt, *order_by):
+        self.rows = (
+            stmt.order_by(*order_by).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+        )
+        self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
+
+
+def paginate(query, *order_by, params: dict | None = None):
+    """Run one page of `query` (a select, or a PageQuery run with `params`) and
+    a count; return (rows, pagination headers).
 
     At most two SQL statements whatever the size of the table: a page that is
     not full is the last one, so it gives the total without a count.
     """
+    if not isinstance(query, PageQuery):
+        query = PageQuery(query, *order_by)
+    params = params or {}
     page = query_int("page", default=1, minimum=1, maximum=1_000_000)
     per_page = query_int("per_page", default=100, minimum=1, maximum=1000)
     rows = db.session.execute(
-        stmt.order_by(*order_by).limit(per_page).offset((page - 1) * per_page)
+        query.rows, {**params, "page_limit": per_page, "page_offset": (page - 1) * per_page}
     ).all()
     if len(rows) < per_page and (rows or page == 1):
         total = (page - 1) * per_page + len(rows)
     else:
-        total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        total = db.session.scalar(query.count, params)
     last = max(1, -(-total // per_page))
     args = request.args.to_dict()
+    base = request.base_url  # what url_for(request.endpoint, _external=True) builds, cheaper
 
     def link(target: int, rel: str) -> str:
-        url = url_for(
-            request.endpoint,
-            **(request.view_args or {}),
-            **{**args, "page": target, "per_page": per_page},
-            _external=True,
-        )
-        return f'<{url}>; rel="{rel}"'
+        query = urlencode({**args, "page": target, "per_page": per_page}, safe=QUERY_SAFE)
+        return f'<{base}?{query}>; rel="{rel}"'
 
     links = [link(1, "first")]
     if page > 1:
@@ -954,8 +971,9 @@ def spots_query():
     )
 
 
-@api.route("/spots", methods=["GET"])
-def list_spots():
+@cache
+def spot_search(by_lot: bool, by_status: bool, by_kind: bool) -> PageQuery:
+    """The public search, one statement per combination of filters."""
     # Plain rows, not ORM objects: this is the busiest public read.
     stmt = (
         select(
@@ -969,16 +987,25 @@ def list_spots():
         .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
         .where(ParkingLot.archived_at.is_(None))
     )
-    lot_id = query_int("lot_id", minimum=1)
-    status = query_choice("status", SPOT_STATUSES)
-    kind = query_choice("kind", SPOT_KINDS)
-    if lot_id is not None:
-        stmt = stmt.where(ParkingSpot.lot_id == lot_id)
-    if status is not None:
-        stmt = stmt.where(ParkingSpot.status == status)
-    if kind is not None:
-        stmt = stmt.where(ParkingSpot.kind == kind)
-    rows, headers = paginate(stmt, ParkingSpot.id)
+    if by_lot:
+        stmt = stmt.where(ParkingSpot.lot_id == bindparam("lot_id"))
+    if by_status:
+        stmt = stmt.where(ParkingSpot.status == bindparam("status"))
+    if by_kind:
+        stmt = stmt.where(ParkingSpot.kind == bindparam("kind"))
+    return PageQuery(stmt, ParkingSpot.id)
+
+
+@api.route("/spots", methods=["GET"])
+def list_spots():
+    params = {
+        "lot_id": query_int("lot_id", minimum=1),
+        "status": query_choice("status", SPOT_STATUSES),
+        "kind": query_choice("kind", SPOT_KINDS),
+    }
+    params = {name: value for name, value in params.items() if value is not None}
+    query = spot_search("lot_id" in params, "status" in params, "kind" in params)
+    rows, headers = paginate(query, params=params)
     return jsonify([spot_to_dict(row, row.name) for row in rows]), 200, headers
 
 
