@@ -160,6 +160,11 @@ class ParkingLot(db.Model):
     )
     # Archived lots leave lists and bookings; their ticket history stays.
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How many spots the lot has, and how many are 'available': kept by
+    # triggers on parking_spots (migration 0003) in the same transaction as
+    # every spot change. The app reads them and never writes them.
+    spots_total: Mapped[int] = mapped_column(Integer, server_default="0")
+    spots_available: Mapped[int] = mapped_column(Integer, server_default="0")
 
     spots: Mapped[list["ParkingSpot"]] = relationship(back_populates="lot")
 

@@ -32,6 +32,7 @@ from flask_jwt_extended import (
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy import (
+    BigInteger,
     Integer,
     String,
     and_,
@@ -637,20 +638,35 @@ def lot_counts(lot_id: int) -> tuple[int, int]:
     return total, available
 
 
+@cache
+def lot_list() -> PageQuery:
+    # Plain rows with the counters the database keeps (migration 0003): no
+    # spot is counted and no ORM object built per request.
+    stmt = select(
+        ParkingLot.id,
+        ParkingLot.name,
+        ParkingLot.location,
+        ParkingLot.spots_total,
+        ParkingLot.spots_available,
+        ParkingLot.timezone,
+        ParkingLot.currency,
+        ParkingLot.hourly_rate,
+        ParkingLot.billing_increment_minutes,
+        ParkingLot.grace_minutes,
+        ParkingLot.daily_max,
+    ).where(ParkingLot.archived_at.is_(None))
+    return PageQuery(stmt, ParkingLot.id)
+
+
 @api.route("/parking-lots", methods=["GET"])
 @jwt_required()
 def list_lots():
-    # Correlated counts, not a join + GROUP BY: only the page's lots are counted
-    # (index-only scans of ix_parking_spots_lot_status_kind), and the total
-    # count in paginate() does not aggregate every spot again.
-    spots = select(func.count()).where(ParkingSpot.lot_id == ParkingLot.id)
-    stmt = select(
-        ParkingLot,
-        spots.scalar_subquery(),
-        spots.where(ParkingSpot.status == "available").scalar_subquery(),
-    ).where(ParkingLot.archived_at.is_(None))
-    rows, headers = paginate(stmt, ParkingLot.id)
-    return jsonify([lot_to_dict(lot, total, free) for lot, total, free in rows]), 200, headers
+    rows, headers = paginate(lot_list())
+    return (
+        jsonify([lot_to_dict(row, row.spots_total, row.spots_available) for row in rows]),
+        200,
+        headers,
+    )
 
 
 @api.route("/parking-lots", methods=["POST"])
@@ -1087,62 +1103,76 @@ def tickets_query():
     )
 
 
-def open_ticket(vehicle: Vehicle, spot_id: int, lot: ParkingLot) -> Ticket:
-    """Insert the ticket for a spot this transaction just marked occupied."""
-    ticket = Ticket(
-        vehicle_id=vehicle.id,
-        spot_id=spot_id,
-        user_id=vehicle.user_id,
-        lot_id=lot.id,
-        check_in=now(),
-        currency=lot.currency,
-        **tariff_to_dict(lot),
+# Booking and checkout run these statements, built once with bind parameters
+# (building them per request cost as much CPU as the writes themselves).
+# Bind names differ from the column names, which UPDATE reserves for SET.
+TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
+BOOKABLE_SPOT = (
+    select(
+        ParkingSpot.spot_number,
+        ParkingSpot.status,
+        ParkingLot.id.label("lot_id"),
+        ParkingLot.name.label("lot_name"),
+        ParkingLot.currency,
+        *(getattr(ParkingLot, name) for name in TARIFF_COLUMNS),
     )
-    db.session.add(ticket)
+    .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
+    .where(ParkingSpot.id == bindparam("spot"), ParkingLot.archived_at.is_(None))
+)
+DRIVERS_VEHICLE = select(Vehicle.id).where(
+    Vehicle.id == bindparam("vehicle"),
+    Vehicle.user_id == bindparam("owner"),
+    Vehicle.deleted_at.is_(None),
+)
+OCCUPY_SPOT = (
+    update(ParkingSpot)
+    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "available")
+    .values(status="occupied")
+    .execution_options(synchronize_session=False)
+)
+INSERT_TICKET = insert(Ticket).returning(Ticket.id)
+VEHICLE_PARKED = select(
+    exists().where(Ticket.vehicle_id == bindparam("vehicle"), Ticket.check_out.is_(None))
+)
+
+
+def open_ticket(vehicle_id: int, spot_id: int, lot_id: int, tariff_source) -> dict:
+    """Insert and commit the ticket for a spot this transaction just marked
+    occupied; `tariff_source` (a lot or its row) gives currency and tariff.
+    The partial unique indexes refuse a second open ticket of the spot or the
+    vehicle; the answer then says which."""
+    ticket = {
+        "vehicle_id": vehicle_id,
+        "spot_id": spot_id,
+        "user_id": current_user.id,
+        "lot_id": lot_id,
+        "check_in": now(),
+        "currency": tariff_source.currency,
+        **tariff_to_dict(tariff_source),
+    }
     try:
+        ticket["id"] = db.session.execute(INSERT_TICKET, ticket).scalar_one()
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        if vehicle_is_parked(vehicle.id):
+        if db.session.scalar(VEHICLE_PARKED, {"vehicle": vehicle_id}):
             raise ApiError(409, "Vehicle already parked") from None
         raise ApiError(400, "Spot unavailable") from None
     return ticket
 
 
-def vehicle_is_parked(vehicle_id: int) -> bool:
-    return bool(
-        db.session.scalar(
-            select(exists().where(Ticket.vehicle_id == vehicle_id, Ticket.check_out.is_(None)))
-        )
-    )
+def book_spot(vehicle_id: int, spot_id: int, spot) -> dict:
+    """Book a chosen spot: flip it to occupied only if it is still available.
 
-
-def bookable_spot(spot_id: int) -> tuple[ParkingSpot, ParkingLot]:
-    row = db.session.execute(
-        select(ParkingSpot, ParkingLot)
-        .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
-        .where(ParkingSpot.id == spot_id, ParkingLot.archived_at.is_(None))
-    ).first()
-    if row is None or row[0].status != "available":
-        raise ApiError(400, "Spot unavailable")
-    return row[0], row[1]
-
-
-def book_spot(vehicle: Vehicle, spot: ParkingSpot, lot: ParkingLot) -> Ticket:
-    """Book a chosen spot: flip it to occupied only if it is still available."""
-    result = db.session.execute(
-        update(ParkingSpot)
-        .where(ParkingSpot.id == spot.id, ParkingSpot.status == "available")
-        .values(status="occupied")
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:
+    A parked vehicle is not checked up front: its second ticket fails on the
+    unique index, which rolls the spot back and answers 409."""
+    if db.session.execute(OCCUPY_SPOT, {"spot": spot_id}).rowcount == 0:
         db.session.rollback()
         raise ApiError(400, "Spot unavailable")
-    return open_ticket(vehicle, spot.id, lot)
+    return open_ticket(vehicle_id, spot_id, spot.lot_id, spot)
 
 
-def assign_spot(vehicle: Vehicle, lot_id: int, kind: str | None):
+def assign_spot(vehicle_id: int, lot_id: int, kind: str | None):
     """Give the vehicle any free spot of the lot (and kind), atomically.
 
     On PostgreSQL the candidate is picked with FOR UPDATE SKIP LOCKED, so
@@ -1170,12 +1200,12 @@ def assign_spot(vehicle: Vehicle, lot_id: int, kind: str | None):
             db.session.rollback()
             raise ApiError(409, "No spots available")
         try:
-            ticket = open_ticket(vehicle, picked.id, lot)
+            ticket = open_ticket(vehicle_id, picked.id, lot.id, lot)
         except ApiError as error:
             if error.status == 409:
                 raise
             continue  # the spot's index said no: pick another
-        return ticket, picked.spot_number, lot
+        return ticket, picked.spot_number, lot.name
     raise ApiError(409, "No spots available")
 
 
@@ -1192,27 +1222,30 @@ def create_ticket():
     kind = get_choice(data, "kind", SPOT_KINDS)
     if spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
-        spot, lot = bookable_spot(spot_id)
-    vehicle = db.session.get(Vehicle, vehicle_id)
-    if vehicle is None or vehicle.deleted_at or vehicle.user_id != current_user.id:
+        spot = db.session.execute(BOOKABLE_SPOT, {"spot": spot_id}).first()
+        if spot is None or spot.status != "available":
+            raise ApiError(400, "Spot unavailable")
+    params = {"vehicle": vehicle_id, "owner": current_user.id}
+    if db.session.execute(DRIVERS_VEHICLE, params).first() is None:
         raise ApiError(400, "Vehicle not found")
-    if vehicle_is_parked(vehicle.id):
-        raise ApiError(409, "Vehicle already parked")
     if spot_id is not None:
-        ticket = book_spot(vehicle, spot, lot)
-        spot_number = spot.spot_number
+        ticket = book_spot(vehicle_id, spot_id, spot)
+        spot_number, lot_name = spot.spot_number, spot.lot_name
     else:
-        ticket, spot_number, lot = assign_spot(vehicle, lot_id, kind)
+        # Checked first here, so a parked driver at a full lot hears why.
+        if db.session.scalar(VEHICLE_PARKED, {"vehicle": vehicle_id}):
+            raise ApiError(409, "Vehicle already parked")
+        ticket, spot_number, lot_name = assign_spot(vehicle_id, lot_id, kind)
     return {
         "message": "Spot booked",
-        "ticket_id": ticket.id,
-        "spot_id": ticket.spot_id,
+        "ticket_id": ticket["id"],
+        "spot_id": ticket["spot_id"],
         "spot_number": spot_number,
-        "lot": lot.name,
-        "lot_id": lot.id,
-        "check_in": iso(ticket.check_in),
-        "currency": ticket.currency,
-        "tariff": tariff_to_dict(ticket),
+        "lot": lot_name,
+        "lot_id": ticket["lot_id"],
+        "check_in": iso(ticket["check_in"]),
+        "currency": ticket["currency"],
+        "tariff": {name: ticket[name] for name in TARIFF_COLUMNS},
     }, 201
 
 
@@ -1241,15 +1274,48 @@ def get_ticket(ticket_id):
     return ticket_to_dict(*row)
 
 
+CHECKOUT_TICKET = (
+    select(
+        Ticket.user_id,
+        Ticket.spot_id,
+        Ticket.lot_id,
+        Ticket.check_in,
+        Ticket.check_out,
+        Ticket.currency,
+        *(getattr(Ticket, name) for name in TARIFF_COLUMNS),
+        ParkingSpot.spot_number,
+        ParkingLot.name.label("lot_name"),
+    )
+    .join(ParkingSpot, Ticket.spot_id == ParkingSpot.id)
+    .join(ParkingLot, Ticket.lot_id == ParkingLot.id)
+    .where(Ticket.id == bindparam("ticket"))
+)
+CLOSE_TICKET = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket"), Ticket.check_out.is_(None))
+    .values(
+        check_out=bindparam("closed_at", type_=UTCDateTime()),
+        amount_due=bindparam("amount", type_=BigInteger()),
+        duration_minutes=bindparam("minutes", type_=Integer()),
+    )
+    .execution_options(synchronize_session=False)
+)
+FREE_SPOT = (
+    update(ParkingSpot)
+    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "occupied")
+    .values(status="available")
+    .execution_options(synchronize_session=False)
+)
+
+
 @api.route("/checkout/<int:ticket_id>", methods=["PATCH"])
 @jwt_required()
 def checkout(ticket_id):
     """Close a ticket: owner or admin, once. The conditional UPDATE is the lock."""
     invalid = "Invalid ticket or already checked out"
-    row = db.session.execute(tickets_query().where(Ticket.id == ticket_id)).first()
-    if row is None:
+    ticket = db.session.execute(CHECKOUT_TICKET, {"ticket": ticket_id}).first()
+    if ticket is None:
         raise ApiError(400, invalid)
-    ticket, spot_number, lot_name = row
     if ticket.user_id != current_user.id and not current_user.is_admin:
         raise ApiError(403, "You can only check out your own tickets")
     if ticket.check_out is not None:
@@ -1259,20 +1325,13 @@ def checkout(ticket_id):
     amount, breakdown = fee_for(stay, Tariff.of(ticket))
     duration = int(stay.total_seconds() // 60)
     closed = db.session.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket_id, Ticket.check_out.is_(None))
-        .values(check_out=check_out, amount_due=amount, duration_minutes=duration)
-        .execution_options(synchronize_session=False)
+        CLOSE_TICKET,
+        {"ticket": ticket_id, "closed_at": check_out, "amount": amount, "minutes": duration},
     )
     if closed.rowcount == 0:
         db.session.rollback()
         raise ApiError(400, invalid)
-    db.session.execute(
-        update(ParkingSpot)
-        .where(ParkingSpot.id == ticket.spot_id, ParkingSpot.status == "occupied")
-        .values(status="available")
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(FREE_SPOT, {"spot": ticket.spot_id})
     db.session.commit()
     return {
         "message": "Checked out",
@@ -1282,9 +1341,9 @@ def checkout(ticket_id):
         "duration_minutes": duration,
         "amount_due": amount,
         "currency": ticket.currency,
-        "lot": lot_name,
+        "lot": ticket.lot_name,
         "lot_id": ticket.lot_id,
-        "spot_number": spot_number,
+        "spot_number": ticket.spot_number,
         "breakdown": breakdown,
     }
 

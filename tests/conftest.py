@@ -93,6 +93,20 @@ def app_factory(_migrated):
             db.engine.dispose()
 
 
+def lot_counter_mismatches() -> list:
+    """Lots whose counters (kept by triggers, migration 0003) disagree with their spots."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT l.id, l.spots_total, l.spots_available, "
+                "(SELECT count(*) FROM parking_spots AS s WHERE s.lot_id = l.id), "
+                "(SELECT count(*) FROM parking_spots AS s "
+                "WHERE s.lot_id = l.id AND s.status = 'available') FROM parking_lots AS l"
+            )
+        ).all()
+    return [tuple(row) for row in rows if (row[1], row[2]) != (row[3], row[4])]
+
+
 @pytest.fixture
 def app(app_factory):
     application = app_factory()
@@ -101,7 +115,10 @@ def app(app_factory):
     yield application
     with application.app_context():
         db.session.remove()
+        # Every test, whatever it did to spots, leaves the lot counters right.
+        mismatches = lot_counter_mismatches()
         empty_tables()
+    assert not mismatches, f"lot counters disagree with the spots: {mismatches}"
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from config import database_url
-from models import ParkingSpot, Ticket, User, Vehicle, db
+from models import ParkingLot, ParkingSpot, Ticket, User, Vehicle, db
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "migrations")
 EXPRESSION_INDEX = "ux_users_username_lower"
@@ -315,6 +315,11 @@ def test_messy_seed_data_is_repaired_on_upgrade(fresh_database_uri):
 
             statuses = dict(db.session.execute(select(ParkingSpot.id, ParkingSpot.status)).all())
             assert statuses == {1: "occupied", 2: "available"}
+            # 0003 counts the spots the seed data left.
+            counters = db.session.execute(
+                select(ParkingLot.spots_total, ParkingLot.spots_available)
+            ).all()
+            assert counters == [(2, 1)]
             db.session.remove()
     finally:
         with app.app_context():
