@@ -7,6 +7,7 @@ build a production app that would demand a JWT secret).
 
 import logging
 import sqlite3
+from dataclasses import fields
 from datetime import timedelta
 
 import click
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
-from models import RevokedToken, User, db
+from models import AuthUser, RevokedToken, User, db
 from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens
 from validation import IdConverter, error_response, register_error_handlers
 
@@ -135,11 +136,23 @@ def enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 
 
 # The user and whether the token was revoked, in one statement on every
-# authenticated request. Built once: building it per request cost more CPU
-# than running it (bench/README.md).
-TOKEN_USER = select(User, exists().where(RevokedToken.jti == bindparam("jti"))).where(
-    User.id == bindparam("user_id")
-)
+# authenticated request. Built once, run on the session's connection and read
+# as a plain row: building it per request and loading an ORM object cost more
+# CPU than running it (bench/README.md).
+TOKEN_USER = select(
+    *(getattr(User, field.name) for field in fields(AuthUser)),
+    exists().where(RevokedToken.jti == bindparam("jti")).label("revoked"),
+).where(User.id == bindparam("user_id"))
+
+
+def token_user(payload: dict) -> tuple[AuthUser, bool] | None:
+    """The token's user and whether the token itself was revoked (None: no such user)."""
+    params = {"user_id": int(payload["sub"]), "jti": payload["jti"]}
+    row = db.session.connection().execute(TOKEN_USER, params).first()
+    if row is None:
+        return None
+    *columns, revoked = row
+    return AuthUser(*columns), revoked
 
 
 def register_jwt_callbacks(app: Flask) -> None:
@@ -151,16 +164,15 @@ def register_jwt_callbacks(app: Flask) -> None:
         cached = g.pop("jwt_user", None)
         if cached is not None and cached[0] == payload["jti"]:
             return cached[1]
-        return db.session.get(User, int(payload["sub"]))
+        found = token_user(payload)
+        return found and found[0]
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload) -> bool:
-        row = db.session.execute(
-            TOKEN_USER, {"user_id": int(payload["sub"]), "jti": payload["jti"]}
-        ).first()
-        if row is None:
+        found = token_user(payload)
+        if found is None:
             return False  # reported by the user lookup as "User not found"
-        user, revoked = row
+        user, revoked = found
         g.jwt_user = (payload["jti"], user)
         if payload.get("ver") != user.token_version:
             return True

@@ -9,6 +9,7 @@ one open ticket per spot and per vehicle (partial unique indexes), unique spot
 numbers within a lot, case-insensitive unique usernames and e-mails.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
@@ -102,6 +103,24 @@ class User(db.Model):
     )
 
     vehicles: Mapped[list["Vehicle"]] = relationship(back_populates="owner")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUser:
+    """The user of an authenticated request (`current_user`): read once per
+    request from a plain row, with the token check, not as an ORM object.
+    A view that changes the user loads its `User` row."""
+
+    id: int
+    username: str
+    email: str
+    role: str
+    token_version: int
+    created_at: datetime
 
     @property
     def is_admin(self) -> bool:

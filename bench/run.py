@@ -314,9 +314,12 @@ def check_out_all(base: str, admin_token: str, vehicle_ids: set[int]) -> int:
             return closed
         for ticket_id in mine:
             status, body = api_call(base, "PATCH", f"/api/checkout/{ticket_id}", admin_token)
-            if status != 200:
+            if status == 200:
+                closed += 1
+            elif body != {"error": "Invalid ticket or already checked out"}:
                 raise SystemExit(f"checkout of ticket {ticket_id} failed: {status} {body}")
-            closed += 1
+            # else: a checkout wrk sent just before it stopped closed it meanwhile;
+            # the next listing shows whether anything is still open.
     raise SystemExit("open bench tickets keep appearing")
 
 

@@ -265,7 +265,8 @@ def assert_adopted_database_serves_the_api(app):
         "/api/tickets", json={"vehicle_id": 1, "parking_spot_id": 3}, headers=headers
     )
     assert booked.status_code == 201, booked.get_json()
-    assert booked.get_json()["ticket_id"] == 3
+    # (PostgreSQL may skip a value: the refused booking above used one.)
+    assert booked.get_json()["ticket_id"] > 2
 
 
 # What the seed's code let through and 0002 must repair rather than fail on.
