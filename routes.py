@@ -1150,6 +1150,12 @@ def tickets_query():
 # (building them per request cost as much CPU as the writes themselves).
 # Bind names differ from the column names, which UPDATE reserves for SET.
 TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
+DRIVERS_VEHICLE = exists().where(
+    Vehicle.id == bindparam("vehicle"),
+    Vehicle.user_id == bindparam("owner"),
+    Vehicle.deleted_at.is_(None),
+)
+# The chosen spot, its lot's tariff and whether the vehicle is the driver's, in one read.
 BOOKABLE_SPOT = (
     select(
         ParkingSpot.spot_number,
@@ -1158,14 +1164,10 @@ BOOKABLE_SPOT = (
         ParkingLot.name.label("lot_name"),
         ParkingLot.currency,
         *(getattr(ParkingLot, name) for name in TARIFF_COLUMNS),
+        DRIVERS_VEHICLE.label("drivers_vehicle"),
     )
     .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
     .where(ParkingSpot.id == bindparam("spot"), ParkingLot.archived_at.is_(None))
-)
-DRIVERS_VEHICLE = select(Vehicle.id).where(
-    Vehicle.id == bindparam("vehicle"),
-    Vehicle.user_id == bindparam("owner"),
-    Vehicle.deleted_at.is_(None),
 )
 OCCUPY_SPOT = (
     update(ParkingSpot)
@@ -1177,6 +1179,12 @@ INSERT_TICKET = insert(Ticket).returning(Ticket.id)
 VEHICLE_PARKED = select(
     exists().where(Ticket.vehicle_id == bindparam("vehicle"), Ticket.check_out.is_(None))
 )
+
+
+def run(statement, params: dict):
+    """Execute a prebuilt Core statement in the session's transaction, without
+    the ORM's per-statement machinery (plain rows, no identity map)."""
+    return db.session.connection().execute(statement, params)
 
 
 def open_ticket(vehicle_id: int, spot_id: int, lot_id: int, tariff_source) -> dict:
@@ -1194,11 +1202,11 @@ def open_ticket(vehicle_id: int, spot_id: int, lot_id: int, tariff_source) -> di
         **tariff_to_dict(tariff_source),
     }
     try:
-        ticket["id"] = db.session.execute(INSERT_TICKET, ticket).scalar_one()
+        ticket["id"] = run(INSERT_TICKET, ticket).scalar_one()
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        if db.session.scalar(VEHICLE_PARKED, {"vehicle": vehicle_id}):
+        if run(VEHICLE_PARKED, {"vehicle": vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked") from None
         raise ApiError(400, "Spot unavailable") from None
     return ticket
@@ -1209,7 +1217,7 @@ def book_spot(vehicle_id: int, spot_id: int, spot) -> dict:
 
     A parked vehicle is not checked up front: its second ticket fails on the
     unique index, which rolls the spot back and answers 409."""
-    if db.session.execute(OCCUPY_SPOT, {"spot": spot_id}).rowcount == 0:
+    if run(OCCUPY_SPOT, {"spot": spot_id}).rowcount == 0:
         db.session.rollback()
         raise ApiError(400, "Spot unavailable")
     return open_ticket(vehicle_id, spot_id, spot.lot_id, spot)
@@ -1263,20 +1271,21 @@ def create_ticket():
     spot_id = get_int(data, "parking_spot_id", minimum=1)
     lot_id = get_int(data, "lot_id", minimum=1)
     kind = get_choice(data, "kind", SPOT_KINDS)
+    params = {"vehicle": vehicle_id, "owner": current_user.id}
     if spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
-        spot = db.session.execute(BOOKABLE_SPOT, {"spot": spot_id}).first()
+        spot = run(BOOKABLE_SPOT, {**params, "spot": spot_id}).first()
         if spot is None or spot.status != "available":
             raise ApiError(400, "Spot unavailable")
-    params = {"vehicle": vehicle_id, "owner": current_user.id}
-    if db.session.execute(DRIVERS_VEHICLE, params).first() is None:
-        raise ApiError(400, "Vehicle not found")
-    if spot_id is not None:
+        if not spot.drivers_vehicle:
+            raise ApiError(400, "Vehicle not found")
         ticket = book_spot(vehicle_id, spot_id, spot)
         spot_number, lot_name = spot.spot_number, spot.lot_name
     else:
+        if not run(select(DRIVERS_VEHICLE), params).scalar():
+            raise ApiError(400, "Vehicle not found")
         # Checked first here, so a parked driver at a full lot hears why.
-        if db.session.scalar(VEHICLE_PARKED, {"vehicle": vehicle_id}):
+        if run(VEHICLE_PARKED, {"vehicle": vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")
         ticket, spot_number, lot_name = assign_spot(vehicle_id, lot_id, kind)
     return {
@@ -1356,7 +1365,7 @@ FREE_SPOT = (
 def checkout(ticket_id):
     """Close a ticket: owner or admin, once. The conditional UPDATE is the lock."""
     invalid = "Invalid ticket or already checked out"
-    ticket = db.session.execute(CHECKOUT_TICKET, {"ticket": ticket_id}).first()
+    ticket = run(CHECKOUT_TICKET, {"ticket": ticket_id}).first()
     if ticket is None:
         raise ApiError(400, invalid)
     if ticket.user_id != current_user.id and not current_user.is_admin:
@@ -1367,14 +1376,14 @@ def checkout(ticket_id):
     stay = check_out - ticket.check_in
     amount, breakdown = fee_for(stay, Tariff.of(ticket))
     duration = int(stay.total_seconds() // 60)
-    closed = db.session.execute(
+    closed = run(
         CLOSE_TICKET,
         {"ticket": ticket_id, "closed_at": check_out, "amount": amount, "minutes": duration},
     )
     if closed.rowcount == 0:
         db.session.rollback()
         raise ApiError(400, invalid)
-    db.session.execute(FREE_SPOT, {"spot": ticket.spot_id})
+    run(FREE_SPOT, {"spot": ticket.spot_id})
     db.session.commit()
     return {
         "message": "Checked out",
