@@ -131,14 +131,20 @@ class PageQuery:
     """A list query built once: its page (LIMIT and OFFSET as bind parameters)
     and its count. The busy lists keep one per shape (functools.cache), because
     building a statement and its cache key costs more CPU than running it.
-    With `plain=True` the statement selects columns only and its rows skip the
+
+    `plain=True`: the statement selects columns only, and its rows skip the
     ORM's loading machinery (run on the session's connection, same transaction).
+    `count_in_page=True`: the page also carries count(*) OVER (), so a full
+    page needs no second statement; for short lists (lots), where counting
+    every row before the LIMIT costs nothing.
     """
 
-    def __init__(self, stmt, *order_by, plain: bool = False):
+    def __init__(self, stmt, *order_by, plain: bool = False, count_in_page: bool = False):
         self.plain = plain
+        self.count_in_page = count_in_page
+        page = stmt.add_columns(func.count().over()) if count_in_page else stmt
         self.rows = (
-            stmt.order_by(*order_by).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+            page.order_by(*order_by).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
         )
         self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
 
@@ -155,13 +161,18 @@ def paginate(query, *order_by, params: dict | None = None):
     params = params or {}
     page = query_int("page", default=1, minimum=1, maximum=1_000_000)
     per_page = query_int("per_page", default=100, minimum=1, maximum=1000)
-    rows = (run if query.plain else db.session.execute)(
+    execute = run if query.plain else db.session.execute
+    rows = execute(
         query.rows, {**params, "page_limit": per_page, "page_offset": (page - 1) * per_page}
     ).all()
-    if len(rows) < per_page and (rows or page == 1):
+    total = None
+    if query.count_in_page and rows:
+        total = rows[0][-1]
+        rows = [row[:-1] for row in rows]
+    elif len(rows) < per_page and (rows or page == 1):
         total = (page - 1) * per_page + len(rows)
-    else:
-        total = db.session.scalar(query.count, params)
+    if total is None:
+        total = execute(query.count, params).scalar()
     last = max(1, -(-total // per_page))
     args = request.args.to_dict()
     base = request.base_url  # what url_for(request.endpoint, _external=True) builds, cheaper
@@ -665,7 +676,7 @@ def lot_list() -> PageQuery:
         ParkingLot.grace_minutes,
         ParkingLot.daily_max,
     ).where(ParkingLot.archived_at.is_(None))
-    return PageQuery(stmt, ParkingLot.id, plain=True)
+    return PageQuery(stmt, ParkingLot.id, plain=True, count_in_page=True)
 
 
 @api.route("/parking-lots", methods=["GET"])

@@ -189,3 +189,25 @@ def test_counters_stay_exact_under_concurrent_arrivals_and_departures(
     assert counters(app, lot["id"]) == (8, 8 - booked)
     with app.app_context():
         assert lot_counter_mismatches() == []
+
+
+def test_lot_list_pages_count_in_one_statement(
+    app, client, driver, make_lot, auth_headers, count_queries
+):
+    """The lot list's page carries its total (count(*) OVER ()): a full page
+    needs no second statement, and a page past the end still knows the total."""
+    for n in range(5):
+        make_lot(name=f"Lot {n}", spots=n, prefix=f"L{n}-")
+    headers = auth_headers(driver)
+    with count_queries() as statements:
+        full = client.get("/api/parking-lots?per_page=2&page=2", headers=headers)
+    assert full.status_code == 200
+    assert [row["name"] for row in full.get_json()] == ["Lot 2", "Lot 3"]
+    assert [row["spots"] for row in full.get_json()] == [2, 3]
+    assert full.headers["X-Total-Count"] == "5"
+    assert 'per_page=2&page=3>; rel="next"' in full.headers["Link"]
+    assert len(statements) == 2  # the token check and the page
+    beyond = client.get("/api/parking-lots?per_page=2&page=9", headers=headers)
+    assert beyond.get_json() == []
+    assert beyond.headers["X-Total-Count"] == "5"
+    assert 'per_page=2&page=3>; rel="last"' in beyond.headers["Link"]
