@@ -260,6 +260,12 @@ def consistency_problems(cur, since_ticket: int = 0) -> list[str]:
             SELECT count(*) FROM parking_spots AS s
             WHERE (s.status = 'occupied') <> EXISTS (
                 SELECT 1 FROM tickets AS t WHERE t.spot_id = s.id AND t.check_out IS NULL)""",
+        "lots whose spot counters disagree with their spots": """
+            SELECT count(*) FROM parking_lots AS l
+            WHERE l.spots_total <> (SELECT count(*) FROM parking_spots AS s
+                                    WHERE s.lot_id = l.id)
+               OR l.spots_available <> (SELECT count(*) FROM parking_spots AS s
+                                        WHERE s.lot_id = l.id AND s.status = 'available')""",
         "tickets whose lot or owner disagrees with spot or vehicle": """
             SELECT count(*) FROM tickets AS t
             JOIN parking_spots AS s ON s.id = t.spot_id
