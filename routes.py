@@ -1176,6 +1176,7 @@ DRIVERS_VEHICLE = exists().where(
     Vehicle.user_id == bindparam("owner"),
     Vehicle.deleted_at.is_(None),
 )
+OWNS_VEHICLE = select(DRIVERS_VEHICLE)
 # The chosen spot, its lot's tariff and whether the vehicle is the driver's, in one read.
 BOOKABLE_SPOT = (
     select(
@@ -1297,7 +1298,7 @@ def create_ticket():
         ticket = book_spot(vehicle_id, spot_id, spot)
         spot_number, lot_name = spot.spot_number, spot.lot_name
     else:
-        if not run(select(DRIVERS_VEHICLE), params).scalar():
+        if not run(OWNS_VEHICLE, params).scalar():
             raise ApiError(400, "Vehicle not found")
         # Checked first here, so a parked driver at a full lot hears why.
         if run(VEHICLE_PARKED, {"vehicle": vehicle_id}).scalar():
