@@ -24,7 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
 from models import AuthUser, RevokedToken, User, db
-from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens
+from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens, run
 from validation import IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
@@ -148,7 +148,7 @@ TOKEN_USER = select(
 def token_user(payload: dict) -> tuple[AuthUser, bool] | None:
     """The token's user and whether the token itself was revoked (None: no such user)."""
     params = {"user_id": int(payload["sub"]), "jti": payload["jti"]}
-    row = db.session.connection().execute(TOKEN_USER, params).first()
+    row = run(TOKEN_USER, params).first()
     if row is None:
         return None
     *columns, revoked = row

@@ -551,6 +551,9 @@ def delete_vehicle(vehicle_id):
 # ===========================================================================
 
 
+TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
+
+
 def tariff_to_dict(row) -> dict:
     return {
         "hourly_rate": row.hourly_rate,
@@ -560,17 +563,39 @@ def tariff_to_dict(row) -> dict:
     }
 
 
-def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
+def lot_dict(
+    id_, name, location, total, available, zone, currency, rate, increment, grace, daily_max
+) -> dict:
+    """A lot's JSON from its values, in lot_list()'s column order (the list
+    unpacks a hundred plain rows into it)."""
     return {
-        "id": lot.id,
-        "name": lot.name,
-        "location": lot.location,
+        "id": id_,
+        "name": name,
+        "location": location,
         "spots": total,
         "available_spots": available,
-        "timezone": lot.timezone,
-        "currency": lot.currency,
-        "tariff": tariff_to_dict(lot),
+        "timezone": zone,
+        "currency": currency,
+        "tariff": {
+            "hourly_rate": rate,
+            "billing_increment_minutes": increment,
+            "grace_minutes": grace,
+            "daily_max": daily_max,
+        },
     }
+
+
+def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
+    return lot_dict(
+        lot.id,
+        lot.name,
+        lot.location,
+        total,
+        available,
+        lot.timezone,
+        lot.currency,
+        *(getattr(lot, name) for name in TARIFF_COLUMNS),
+    )
 
 
 def active_lot(lot_id: int) -> ParkingLot:
@@ -683,36 +708,7 @@ def lot_list() -> PageQuery:
 @jwt_required()
 def list_lots():
     rows, headers = paginate(lot_list())
-    lots = [
-        {
-            "id": id_,
-            "name": name,
-            "location": location,
-            "spots": total,
-            "available_spots": available,
-            "timezone": zone,
-            "currency": currency,
-            "tariff": {
-                "hourly_rate": rate,
-                "billing_increment_minutes": increment,
-                "grace_minutes": grace,
-                "daily_max": daily_max,
-            },
-        }
-        for (
-            id_,
-            name,
-            location,
-            total,
-            available,
-            zone,
-            currency,
-            rate,
-            increment,
-            grace,
-            daily_max,
-        ) in rows
-    ]  # lot_to_dict's shape, from unpacked tuples: a hundred rows per request
+    lots = [lot_dict(*row) for row in rows]
     return jsonify(lots), 200, headers
 
 
@@ -1021,15 +1017,20 @@ def lot_report(lot_id):
 # ===========================================================================
 
 
-def spot_to_dict(spot: ParkingSpot, lot_name: str) -> dict:
+def spot_dict(id_, number, status, kind, lot_id, lot_name) -> dict:
+    """A spot's JSON from its values, in spot_search()'s column order."""
     return {
-        "id": spot.id,
-        "spot_number": spot.spot_number,
-        "status": spot.status,
+        "id": id_,
+        "spot_number": number,
+        "status": status,
         "lot": lot_name,
-        "lot_id": spot.lot_id,
-        "kind": spot.kind,
+        "lot_id": lot_id,
+        "kind": kind,
     }
+
+
+def spot_to_dict(spot: ParkingSpot, lot_name: str) -> dict:
+    return spot_dict(spot.id, spot.spot_number, spot.status, spot.kind, spot.lot_id, lot_name)
 
 
 def spots_query():
@@ -1075,17 +1076,7 @@ def list_spots():
     params = {name: value for name, value in params.items() if value is not None}
     query = spot_search("lot_id" in params, "status" in params, "kind" in params)
     rows, headers = paginate(query, params=params)
-    spots = [
-        {
-            "id": id_,
-            "spot_number": number,
-            "status": status,
-            "lot": lot,
-            "lot_id": lot_id,
-            "kind": kind,
-        }
-        for id_, number, status, kind, lot_id, lot in rows
-    ]
+    spots = [spot_dict(*row) for row in rows]
     return jsonify(spots), 200, headers
 
 
@@ -1170,7 +1161,6 @@ def tickets_query():
 # Booking and checkout run these statements, built once with bind parameters
 # (building them per request cost as much CPU as the writes themselves).
 # Bind names differ from the column names, which UPDATE reserves for SET.
-TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
 DRIVERS_VEHICLE = exists().where(
     Vehicle.id == bindparam("vehicle"),
     Vehicle.user_id == bindparam("owner"),
