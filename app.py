@@ -7,7 +7,6 @@ build a production app that would demand a JWT secret).
 
 import logging
 import sqlite3
-from dataclasses import fields
 from datetime import timedelta
 
 import click
@@ -18,14 +17,17 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import bindparam, event, exists, select, update
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import database
+import tokens
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
-from models import AuthUser, RevokedToken, User, db
-from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens, run
-from validation import IdConverter, error_response, register_error_handlers
+from models import RevokedToken, User, db, utcnow
+from routes import api, limiter
+from validation import ApiError, IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
 migrate = Migrate()
@@ -94,6 +96,7 @@ def create_app(config=None) -> Flask:
     register_jwt_callbacks(app)
     register_security_headers(app)
     register_commands(app)
+    app.wsgi_app = JSONFailSafe(app.wsgi_app)
     return app
 
 
@@ -110,11 +113,17 @@ def check_secret(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
         import os
 
         os.makedirs(app.instance_path, exist_ok=True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database.engine_options(uri, app.config)
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            database.install(app, engine)
+    guard_session_teardown(app)
     migrate.init_app(app, db, directory="migrations", compare_type=True, render_as_batch=True)
     jwt.init_app(app)
     limiter.init_app(app)
@@ -128,31 +137,74 @@ def register_extensions(app: Flask) -> None:
     )
 
 
+def guard_session_teardown(app: Flask) -> None:
+    """Flask-SQLAlchemy closes the session after every request; on a connection
+    that died meanwhile that can raise, after the answer was made, and the
+    client would get the WSGI server's HTML 500. Close it without raising."""
+    original = db._teardown_session
+    funcs = app.teardown_appcontext_funcs
+
+    def teardown_session(exc):
+        try:
+            original(exc)
+        except Exception:
+            logging.getLogger(__name__).warning("Closing the session failed", exc_info=True)
+
+    funcs[:] = [teardown_session if f == original else f for f in funcs]
+
+
+class JSONFailSafe:
+    """Outermost WSGI layer: whatever escapes Flask (a failing teardown, an
+    error inside an error handler) still answers JSON, never the server's
+    HTML page. The app's start_response is held back until the app returned,
+    so an answer already made can still be replaced by the error."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        started = []
+
+        def hold(status, headers, exc_info=None):
+            started[:] = [(status, headers)]
+            return start_response(status, headers, exc_info) if exc_info else None
+
+        try:
+            body = self.wsgi_app(environ, hold)
+        except Exception as error:
+            logging.getLogger(__name__).exception("Failure outside the app's error handlers")
+            if database.is_database_fault(error):
+                status, message = "503 SERVICE UNAVAILABLE", database.UNAVAILABLE
+                extra = [("Retry-After", str(database.RETRY_AFTER_SECONDS))]
+            else:
+                status, message, extra = "500 INTERNAL SERVER ERROR", "Internal server error", []
+            payload = orjson.dumps({"error": message}) + b"\n"
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("Cache-Control", "no-store"),
+                *extra,
+            ]
+            start_response(status, headers)
+            return [payload]
+        start_response(*started[0])
+        return body
+
+
+@event.listens_for(Session, "before_commit")
+def commit_only_for_a_listening_client(_session) -> None:
+    """A write whose client already gave up (a timeout, a closed app) is not
+    committed: the client would retry a request it believes failed. Clients
+    that lose an answer after the commit retry with an Idempotency-Key."""
+    if database.client_gone():
+        raise ApiError(400, "The client closed the connection; nothing was written")
+
+
 @event.listens_for(Engine, "connect")
 def enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
     """SQLite ignores foreign keys unless asked, per connection; PostgreSQL always checks."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-
-# The user and whether the token was revoked, in one statement on every
-# authenticated request. Built once, run on the session's connection and read
-# as a plain row: building it per request and loading an ORM object cost more
-# CPU than running it (bench/README.md).
-TOKEN_USER = select(
-    *(getattr(User, field.name) for field in fields(AuthUser)),
-    exists().where(RevokedToken.jti == bindparam("jti")).label("revoked"),
-).where(User.id == bindparam("user_id"))
-
-
-def token_user(payload: dict) -> tuple[AuthUser, bool] | None:
-    """The token's user and whether the token itself was revoked (None: no such user)."""
-    params = {"user_id": int(payload["sub"]), "jti": payload["jti"]}
-    row = run(TOKEN_USER, params).first()
-    if row is None:
-        return None
-    *columns, revoked = row
-    return AuthUser(*columns), revoked
 
 
 def register_jwt_callbacks(app: Flask) -> None:
@@ -164,12 +216,12 @@ def register_jwt_callbacks(app: Flask) -> None:
         cached = g.pop("jwt_user", None)
         if cached is not None and cached[0] == payload["jti"]:
             return cached[1]
-        found = token_user(payload)
+        found = tokens.token_user(payload)
         return found and found[0]
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload) -> bool:
-        found = token_user(payload)
+        found = tokens.token_user(payload)
         if found is None:
             return False  # reported by the user lookup as "User not found"
         user, revoked = found
@@ -180,6 +232,9 @@ def register_jwt_callbacks(app: Flask) -> None:
         # reused (SQLite reuses the highest rowid). 5 s allow for clock skew.
         if payload.get("iat", 0) + 5 < user.created_at.timestamp():
             return True
+        if revoked and payload["type"] == "refresh":
+            # A retried refresh within the leeway gets the same new pair (tokens.py).
+            return not tokens.replay_allowed(payload, utcnow())
         return revoked
 
     @jwt.user_lookup_error_loader
@@ -203,7 +258,7 @@ def register_jwt_callbacks(app: Flask) -> None:
         if payload.get("type") == "refresh" and db.session.get(RevokedToken, payload["jti"]):
             # A refresh token that was already rotated away came back: it was
             # copied. Revoke every token of the user; they must log in again.
-            revoke_all_tokens(int(payload["sub"]))
+            tokens.revoke_all_tokens(int(payload["sub"]))
         return error_response(401, "Token has been revoked")
 
     @jwt.needs_fresh_token_loader
@@ -239,7 +294,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("prune-tokens")
     def prune_tokens():
         """Delete revocation records of tokens that have expired anyway."""
-        click.echo(f"Pruned {prune_revoked_tokens()} expired revoked tokens")
+        click.echo(f"Pruned {tokens.prune_revoked_tokens()} expired revoked tokens")
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -7,6 +7,8 @@ Every variable is documented in `.env.example`. `create_app()` picks
 import os
 
 from dotenv import load_dotenv
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 load_dotenv()
 
@@ -61,11 +63,25 @@ def env_list(name: str, default: str) -> list[str]:
 class Config:
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # Bounded waits on the database (database.py). Per request transaction:
+    # how long a statement may run and how long it may wait for a lock; then
+    # how long to wait for a pooled connection and for a new one (seconds).
+    # A request that hits one answers 503 with Retry-After.
+    DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 5000)
+    DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 2000)
+    DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 3)
+    DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
+    # The health check's bound for everything it asks the database (ms).
+    HEALTH_TIMEOUT_MS = env_int("HEALTH_TIMEOUT_MS", 1000)
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", "")
     # Token lifetimes; create_app turns them into JWT_*_TOKEN_EXPIRES.
     JWT_ACCESS_MINUTES = env_int("JWT_ACCESS_MINUTES", 15)
     JWT_REFRESH_DAYS = env_int("JWT_REFRESH_DAYS", 30)
     JWT_ERROR_MESSAGE_KEY = "error"
+    # Seconds during which a refresh token that was just exchanged may be
+    # exchanged again for the same new pair (an app that retried); after that
+    # a reuse revokes every token of the user (tokens.py).
+    JWT_REFRESH_REUSE_LEEWAY = env_int("JWT_REFRESH_REUSE_LEEWAY", 5)
     # Comma-separated list of origins the browser front end is served from.
     CORS_ORIGINS = env_list("CORS_ORIGINS", "")
     # Request bodies above 1 MiB are refused with 413 before they are parsed.
@@ -81,6 +97,16 @@ class Config:
     # If Redis is unreachable, count in memory rather than fail every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True
+    # A hung or unreachable Redis costs a request at most these waits (ms),
+    # never retried: then the limiter counts in memory and checks Redis again
+    # now and then (after 1, 2, 4 ... 32 s).
+    REDIS_CONNECT_TIMEOUT_MS = env_int("REDIS_CONNECT_TIMEOUT_MS", 100)
+    REDIS_TIMEOUT_MS = env_int("REDIS_TIMEOUT_MS", 300)
+    RATELIMIT_STORAGE_OPTIONS = {
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_MS / 1000,
+        "socket_timeout": REDIS_TIMEOUT_MS / 1000,
+        "retry": Retry(NoBackoff(), 0),
+    }
     RATELIMIT_AUTH = os.environ.get("RATELIMIT_AUTH", "10 per minute")
     # Number of reverse proxies in front of the app (Render has one).
     PROXY_HOPS = env_int("PROXY_HOPS", 1)

@@ -38,6 +38,7 @@ NAMING_CONVENTION = {
 
 ROLES = ("driver", "admin")
 SPOT_STATUSES = ("available", "occupied", "out_of_service")
+REVOCATION_REASONS = ("logout", "rotated")
 SPOT_KINDS = ("standard", "compact", "large", "motorcycle", "ev", "accessible")
 
 
@@ -264,16 +265,21 @@ class Ticket(db.Model):
 
 
 class RevokedToken(db.Model):
-    """A JWT that must no longer be accepted (logout, refresh rotation).
+    """A JWT, or a whole token family, that must no longer be accepted
+    (logout, refresh rotation; see tokens.py).
 
     Kept in the database so revocation holds on every worker and server; rows
     past `expires_at` are useless and pruned (`flask prune-tokens`, and on logout).
     """
 
     __tablename__ = "revoked_tokens"
+    __table_args__ = (CheckConstraint(_in("reason", REVOCATION_REASONS), name="reason"),)
 
+    # A token's jti, or a family id (token_type "family").
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_type: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "rotated" (exchanged by a refresh: replayable within the leeway) or "logout".
+    reason: Mapped[str] = mapped_column(String(16), default="logout", server_default="logout")

@@ -10,6 +10,15 @@ UPDATE statements (`... WHERE status = 'available'`), so a row lock taken by
 the first writer makes every other writer see the new state and back off;
 an IntegrityError from the indexes is the last line and maps to the
 documented 4xx.
+
+Lock order: a transaction that changes spots (booking, auto-assignment,
+checkout, adding spots, taking one out of service, archiving) takes its lot's
+row lock first (`FOR NO KEY UPDATE`; on SQLite, the database's write lock),
+then spot rows, then tickets. One order everywhere means no deadlock, and it
+makes archiving agree with the rest: an archived lot never has a free spot.
+The lot counters' triggers (migration 0003) write the same lot row, so writes
+at one lot were already serialised on it; taking the lock first costs no
+statement (it rides on the read each of them starts with).
 """
 
 import csv
@@ -22,8 +31,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_jwt_extended import (
-    create_access_token,
-    create_refresh_token,
     current_user,
     decode_token,
     get_jwt,
@@ -36,7 +43,6 @@ from sqlalchemy import (
     Integer,
     bindparam,
     case,
-    delete,
     exists,
     func,
     insert,
@@ -50,13 +56,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import tokens
 from billing import CURRENCIES, Tariff, fee_for
+from database import RETRY_AFTER_SECONDS, bounded
 from models import (
     SPOT_KINDS,
     SPOT_STATUSES,
     ParkingLot,
     ParkingSpot,
-    RevokedToken,
     Ticket,
     User,
     UTCDateTime,
@@ -64,6 +71,7 @@ from models import (
     db,
     utcnow,
 )
+from tokens import issue_tokens
 from validation import (
     ApiError,
     get_choice,
@@ -74,6 +82,7 @@ from validation import (
     query_choice,
     query_int,
     request_json,
+    rollback_quietly,
 )
 
 api = Blueprint("api", __name__)
@@ -213,12 +222,19 @@ def commit_or(status: int, message: str) -> None:
 @api.route("/test-db", methods=["GET"])
 @limiter.exempt
 def test_db():
+    """Health: the database answers within HEALTH_TIMEOUT_MS, connecting included."""
+    limit = current_app.config["HEALTH_TIMEOUT_MS"]
     try:
-        db.session.execute(text("SELECT 1"))
+        with bounded(limit, total_seconds=limit / 1000):
+            db.session.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means "not connected"
-        db.session.rollback()
-        current_app.logger.exception("Database check failed")
-        raise ApiError(500, f"Database connection failed: {type(exc).__name__}") from None
+        rollback_quietly()
+        current_app.logger.warning("Database check failed: %s", exc)
+        raise ApiError(
+            503,
+            f"Database connection failed: {type(exc).__name__}",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     return {"message": "Database connection successful"}
 
 
@@ -246,15 +262,6 @@ def password_matches(user: User | None, password: str) -> bool:
 
 def user_to_dict(user: User) -> dict:
     return {"id": user.id, "username": user.username, "email": user.email, "role": user.role}
-
-
-def issue_tokens(user: User) -> dict:
-    claims = {"role": user.role, "ver": user.token_version}
-    identity = str(user.id)  # PyJWT 2.10+ requires a string subject
-    return {
-        "token": create_access_token(identity=identity, additional_claims=claims),
-        "refresh_token": create_refresh_token(identity=identity, additional_claims=claims),
-    }
 
 
 def normalise_email(value: str | None) -> str | None:
@@ -356,57 +363,20 @@ def login():
     return {"user": user_to_dict(user), **issue_tokens(user)}
 
 
-def revoke(payload: dict) -> None:
-    db.session.add(
-        RevokedToken(
-            jti=payload["jti"],
-            user_id=int(payload["sub"]),
-            token_type=payload["type"],
-            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-        )
-    )
-
-
-def revoke_all_tokens(user_id: int) -> None:
-    db.session.execute(
-        update(User).where(User.id == user_id).values(token_version=User.token_version + 1)
-    )
-    db.session.commit()
-
-
-def prune_revoked_tokens() -> int:
-    """Delete revocation rows of tokens that have expired anyway."""
-    result = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
-    db.session.commit()
-    return result.rowcount
-
-
 @api.route("/token/refresh", methods=["POST"])
 @jwt_required(refresh=True)
 def refresh_token():
-    """Rotate: the presented refresh token is revoked and a new pair issued.
-
-    Presenting a refresh token that was already used means it was copied;
-    every token of that user is revoked (see the revoked-token callback in
-    app.py for the sequential case; the primary key on revoked_tokens.jti
-    catches two requests racing with the same token).
-    """
-    payload = get_jwt()
-    revoke(payload)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        revoke_all_tokens(current_user.id)
-        raise ApiError(401, "Token has been revoked") from None
-    return issue_tokens(current_user)
+    """Rotate: the presented refresh token is revoked and a new pair issued;
+    a retry within the leeway gets the same pair, a later reuse revokes every
+    token of the user (tokens.py)."""
+    return tokens.rotate(get_jwt(), current_user)
 
 
 @api.route("/logout", methods=["POST"])
 @jwt_required()
 def logout():
     data = json_body()
-    payloads = [get_jwt()]
+    refresh_payload = None
     refresh = data.get("refresh_token")
     if refresh is not None:
         if not isinstance(refresh, str) or len(refresh) > 4096:
@@ -417,12 +387,9 @@ def logout():
             raise ApiError(400, "refresh_token is not a valid refresh token") from None
         if refresh_payload.get("type") != "refresh" or refresh_payload["sub"] != get_jwt()["sub"]:
             raise ApiError(400, "refresh_token is not a valid refresh token")
-        if not db.session.get(RevokedToken, refresh_payload["jti"]):
-            payloads.append(refresh_payload)
-    for payload in payloads:
-        revoke(payload)
-    commit_or(401, "Token has been revoked")
-    prune_revoked_tokens()
+    if not tokens.logout(get_jwt(), refresh_payload):
+        raise ApiError(401, "Token has been revoked")  # a concurrent logout came first
+    tokens.prune_revoked_tokens()
     return {"message": "Logged out"}
 
 
@@ -598,8 +565,23 @@ def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
     )
 
 
-def active_lot(lot_id: int) -> ParkingLot:
-    lot = db.session.get(ParkingLot, lot_id)
+def active_lot(lot_id: int, lock: bool = False) -> ParkingLot:
+    """The lot, unless unknown or archived (404). `lock=True` first takes the
+    lot's row lock for the rest of the transaction (see "Lock order" above)."""
+    if lock and db.session.get_bind().dialect.name == "sqlite":
+        # SQLite locks the whole database for the first write; take it now.
+        db.session.execute(
+            update(ParkingLot)
+            .where(ParkingLot.id == lot_id)
+            .values(archived_at=ParkingLot.archived_at)
+            .execution_options(synchronize_session=False)
+        )
+    lot = db.session.get(
+        ParkingLot,
+        lot_id,
+        with_for_update={"key_share": True} if lock else None,
+        populate_existing=lock,
+    )
     if lot is None or lot.archived_at is not None:
         raise ApiError(404, "Parking lot not found")
     return lot
@@ -785,11 +767,12 @@ def update_lot(lot_id):
 def archive_lot(lot_id):
     """Archive: the lot leaves lists and bookings, its ticket history stays.
 
-    Every free spot is taken out of service first; that UPDATE locks the spot
-    rows, so a booking racing with the archive either committed before (and
-    the occupied check below sees it) or finds its spot out of service.
+    Under the lot's row lock (every booking, checkout and spot change takes it
+    first), free spots go out of service and the lot must have no open ticket:
+    a booking or checkout either committed before, and is seen here, or waits
+    and then finds the lot archived.
     """
-    lot = active_lot(lot_id)
+    lot = active_lot(lot_id, lock=True)
     db.session.execute(
         update(ParkingSpot)
         .where(ParkingSpot.lot_id == lot_id, ParkingSpot.status == "available")
@@ -810,7 +793,7 @@ def archive_lot(lot_id):
 @jwt_required()
 @admin_required
 def create_spots(lot_id):
-    active_lot(lot_id)
+    active_lot(lot_id, lock=True)  # an archive in progress finishes first
     data = json_body()
     if data.get("spot_number") is not None:
         number = get_str(data, "spot_number", max_length=SPOT_NUMBER_MAX, required=True)
@@ -1104,6 +1087,7 @@ def update_spot(spot_id):
     status = get_choice(data, "status", ("available", "out_of_service"))
     commit_or(409, "Spot number already exists in this lot")
     if status is not None and status != spot.status:
+        active_lot(spot.lot_id, lock=True)
         # Conditional on the current state: an occupied spot is never touched.
         source = "available" if status == "out_of_service" else "out_of_service"
         result = db.session.execute(
@@ -1180,6 +1164,7 @@ BOOKABLE_SPOT = (
     )
     .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
     .where(ParkingSpot.id == bindparam("spot"), ParkingLot.archived_at.is_(None))
+    .with_for_update(of=ParkingLot, key_share=True)  # lot first: see "Lock order"
 )
 OCCUPY_SPOT = (
     update(ParkingSpot)
@@ -1238,7 +1223,7 @@ def assign_spot(vehicle_id: int, lot_id: int, kind: str | None):
     The outer status check plus the partial unique index make a spot given
     twice impossible even if the pick were stale.
     """
-    lot = active_lot(lot_id)
+    lot = active_lot(lot_id, lock=True)
     candidate = select(ParkingSpot.id).where(
         ParkingSpot.lot_id == lot_id, ParkingSpot.status == "available"
     )
@@ -1347,6 +1332,7 @@ CHECKOUT_TICKET = (
     .join(ParkingSpot, Ticket.spot_id == ParkingSpot.id)
     .join(ParkingLot, Ticket.lot_id == ParkingLot.id)
     .where(Ticket.id == bindparam("ticket"))
+    .with_for_update(of=ParkingLot, key_share=True)  # lot first: see "Lock order"
 )
 CLOSE_TICKET = (
     update(Ticket)

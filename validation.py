@@ -12,9 +12,11 @@ import math
 import re
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
+
+from database import RETRY_AFTER_SECONDS, UNAVAILABLE, is_database_fault
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,7 @@ SHORT_MESSAGES = {
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError):
-        from models import db
-
-        db.session.rollback()  # nothing half-done survives a refused request
+        rollback_quietly()  # nothing half-done survives a refused request
         return error_response(error.status, error.message, error.headers)
 
     @app.errorhandler(HTTPException)
@@ -71,11 +71,23 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        from models import db
-
+        rollback_quietly()
+        if is_database_fault(error):
+            log.warning("Database fault on %s %s: %s", request.method, request.path, error)
+            return error_response(503, UNAVAILABLE, {"Retry-After": str(RETRY_AFTER_SECONDS)})
         log.exception("Unhandled exception on %s %s", request.method, request.path)
-        db.session.rollback()
         return error_response(500, "Internal server error")
+
+
+def rollback_quietly() -> None:
+    """Roll the request's session back; on a dead connection that may fail too,
+    and the answer must still be JSON."""
+    from models import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; the pool discards it
+        log.warning("Rollback failed", exc_info=True)
 
 
 # ---------------------------------------------------------------------------
@@ -90,6 +102,12 @@ def request_json() -> Any:
     deep enough to raise RecursionError, and `\\ud800`-style escapes that decode
     to lone surrogates, which no database driver, hash or Redis key can encode.
     """
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # A chunked body has no Content-Length to refuse up front: the server
+        # stops reading at MAX_CONTENT_LENGTH, and what it read is cut short.
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if limit is not None and len(request.get_data(cache=True)) >= limit:
+            raise ApiError(413, SHORT_MESSAGES[413])
     try:
         data = request.get_json(silent=True)
     except RecursionError:

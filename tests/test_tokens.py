@@ -43,6 +43,14 @@ def token_version(app, user_id: int) -> int:
         return db.session.get(User, user_id).token_version
 
 
+def age_rotations(app, seconds: int) -> None:
+    """Pretend every rotation happened `seconds` earlier (past the reuse leeway)."""
+    with app.app_context():
+        for row in db.session.scalars(select(RevokedToken)):
+            row.revoked_at -= timedelta(seconds=seconds)
+        db.session.commit()
+
+
 def refresh(client, refresh_token: str):
     return client.post("/api/token/refresh", headers=bearer(refresh_token))
 
@@ -217,6 +225,7 @@ def test_reused_refresh_token_revokes_every_token_of_the_user(app, client, drive
     other_session = login(driver)  # e.g. the same account on another phone
     rotated = client.post("/api/token/refresh", headers=bearer(stolen["refresh_token"])).get_json()
     version = token_version(app, driver["id"])
+    age_rotations(app, app.config["JWT_REFRESH_REUSE_LEEWAY"] + 1)
 
     reuse = client.post("/api/token/refresh", headers=bearer(stolen["refresh_token"]))
 
@@ -229,6 +238,42 @@ def test_reused_refresh_token_revokes_every_token_of_the_user(app, client, drive
     # Logging in again is the way back.
     fresh = login(driver)
     assert client.get("/api/me", headers=bearer(fresh["token"])).status_code == 200
+
+
+def test_a_retried_refresh_within_the_leeway_gets_the_same_pair(app, client, driver, login):
+    """An app that lost the answer and retried is not logged out: the same
+    refresh token, presented again within the leeway, gives the same pair."""
+    session = login(driver)
+    first = refresh(client, session["refresh_token"])
+    version = token_version(app, driver["id"])
+
+    again = refresh(client, session["refresh_token"])
+
+    assert first.status_code == again.status_code == 200
+    assert again.get_json() == first.get_json()
+    assert token_version(app, driver["id"]) == version
+    assert [row.reason for row in revoked_rows(app)] == ["rotated"]
+    pair = again.get_json()
+    assert client.get("/api/me", headers=bearer(pair["token"])).status_code == 200
+    assert refresh(client, pair["refresh_token"]).status_code == 200
+    # The pair is derived from the rotated token: same family, fresh ids.
+    assert claims(pair["token"])["fam"] == claims(session["token"])["fam"]
+    assert claims(pair["refresh_token"])["jti"] != claims(session["refresh_token"])["jti"]
+
+
+def test_a_logged_out_refresh_token_is_not_replayed_within_the_leeway(app, client, driver, login):
+    session = login(driver)
+    pair = refresh(client, session["refresh_token"]).get_json()
+    logout = client.post(
+        "/api/logout",
+        json={"refresh_token": pair["refresh_token"]},
+        headers=bearer(pair["token"]),
+    )
+    assert logout.status_code == 200
+
+    # The first refresh token is within its leeway, but its family is logged out.
+    assert_401(refresh(client, session["refresh_token"]), "Token has been revoked")
+    assert_401(client.get("/api/me", headers=bearer(pair["token"])), "Token has been revoked")
 
 
 def test_access_token_is_refused_where_a_refresh_token_is_expected(app, client, driver, login):
@@ -272,9 +317,13 @@ def test_logout_revokes_the_access_and_the_refresh_token(app, client, driver, lo
     assert response.get_json() == {"message": "Logged out"}
     rows = {row.jti: row for row in revoked_rows(app)}
     access, refresh = claims(session["token"]), claims(session["refresh_token"])
-    assert set(rows) == {access["jti"], refresh["jti"]}
+    # The two tokens, and their family: pairs later rotated from it die too.
+    assert access["fam"] == refresh["fam"]
+    assert set(rows) == {access["jti"], refresh["jti"], refresh["fam"]}
     assert rows[access["jti"]].token_type == "access"
     assert rows[refresh["jti"]].token_type == "refresh"
+    assert rows[refresh["fam"]].token_type == "family"
+    assert {row.reason for row in rows.values()} == {"logout"}
     assert rows[access["jti"]].expires_at == datetime.fromtimestamp(access["exp"], UTC)
     assert all(row.user_id == driver["id"] for row in rows.values())
     assert_401(client.get("/api/me", headers=bearer(session["token"])), "Token has been revoked")
@@ -361,8 +410,10 @@ def test_logout_accepts_an_expired_refresh_token(app, client, driver, login, app
     )
 
     assert response.status_code == 200
-    # Its row was written and, already expired, pruned at once.
-    assert [row.jti for row in revoked_rows(app)] == [claims(token)["jti"]]
+    # Its row was written and, already expired, pruned at once; its family
+    # (pairs rotated from it) stays revoked.
+    rows = {row.jti for row in revoked_rows(app)}
+    assert rows == {claims(token)["jti"], claims(expired_refresh)["fam"]}
 
 
 # ---------------------------------------------------------------------------
