@@ -542,8 +542,15 @@ PATHS = {
     "/api/test-db": {
         "get": operation(
             "Health",
-            "Check the database connection",
-            {"200": ok(ref("Message")), **errors(500)},
+            "Check the database connection and schema (the health check)",
+            {
+                "200": ok(ref("Message")),
+                **errors(500),
+                "503": error(
+                    "The database answers but its schema is not at the code's revision, "
+                    "e.g. `Database schema is at 0003, code expects 0004: run flask db upgrade`"
+                ),
+            },
             operation_id="testDb",
             auth=False,
         )

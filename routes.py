@@ -51,6 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from billing import CURRENCIES, Tariff, fee_for
+from checks import cached_schema_problem
 from models import (
     SPOT_KINDS,
     SPOT_STATUSES,
@@ -213,12 +214,17 @@ def commit_or(status: int, message: str) -> None:
 @api.route("/test-db", methods=["GET"])
 @limiter.exempt
 def test_db():
+    """Render's health check: 200 only when the database answers and its
+    schema is at the code's head revision (checks.cached_schema_problem)."""
     try:
         db.session.execute(text("SELECT 1"))
+        problem = cached_schema_problem(db.session.connection())
     except Exception as exc:  # any driver error means "not connected"
         db.session.rollback()
         current_app.logger.exception("Database check failed")
         raise ApiError(500, f"Database connection failed: {type(exc).__name__}") from None
+    if problem:
+        raise ApiError(503, problem)
     return {"message": "Database connection successful"}
 
 
