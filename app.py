@@ -7,6 +7,7 @@ build a production app that would demand a JWT secret).
 
 import logging
 import sqlite3
+import sys
 from dataclasses import fields
 from datetime import timedelta
 
@@ -22,7 +23,8 @@ from sqlalchemy import bindparam, event, exists, select, update
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
+from checks import ConfigError, database_url_problem, secret_problem
+from config import DevelopmentConfig, ProductionConfig, TestConfig
 from models import AuthUser, RevokedToken, User, db
 from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens, run
 from validation import IdConverter, error_response, register_error_handlers
@@ -81,6 +83,7 @@ def create_app(config=None) -> Flask:
         "JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=app.config["JWT_REFRESH_DAYS"])
     )
     check_secret(app)
+    check_database_url(app)
     app.url_map.strict_slashes = False
     # Ids in URLs stay within the integer range of the columns (404 beyond).
     app.url_map.converters["int"] = IdConverter
@@ -100,13 +103,15 @@ def create_app(config=None) -> Flask:
 def check_secret(app: Flask) -> None:
     if app.debug or app.testing:
         return
-    secret = app.config.get("JWT_SECRET_KEY") or ""
-    # HS256 needs a key of at least 32 bytes (RFC 7518 3.2; PyJWT warns below that).
-    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret.encode()) < 32:
-        raise RuntimeError(
-            "JWT_SECRET_KEY is missing, a placeholder or shorter than 32 characters: set it "
-            "to a long random value (e.g. `openssl rand -hex 32`) in the environment or .env."
-        )
+    problem = secret_problem(app.config.get("JWT_SECRET_KEY"))
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_database_url(app: Flask) -> None:
+    problem = database_url_problem(app.config["SQLALCHEMY_DATABASE_URI"])
+    if problem:
+        raise ConfigError(problem)
 
 
 def register_extensions(app: Flask) -> None:
@@ -247,7 +252,15 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 def __getattr__(name: str):
     if name == "app":
-        globals()["app"] = application = create_app()
+        try:
+            application = create_app()
+        except ConfigError as error:
+            # The entry points (gunicorn, `flask`) print one line, not a traceback.
+            # Status 4 is gunicorn's "App failed to load": its master stops
+            # instead of forking new workers forever; elsewhere it is just non-zero.
+            print(error, file=sys.stderr)
+            raise SystemExit(4) from None
+        globals()["app"] = application
         return application
     raise AttributeError(name)
 

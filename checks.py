@@ -1,25 +1,127 @@
-"""Checks that answer in one line: can the app serve.
+"""Checks that answer in one line: can the app start, can it serve.
 
-Each check returns a problem (one line that says what is wrong and the fix)
-or None; `/api/test-db` answers 503 with it.
+Each check returns a problem (one line that names the setting and the fix) or None,
+so every entry point reports it its own way: the app factory raises `ConfigError`,
+gunicorn.conf.py, `flask` and seed.py exit with the line and no traceback, and
+`/api/test-db` answers 503 with it.
 """
 
 import os
+import sys
 import time
 from functools import cache
 
 from alembic.script import ScriptDirectory
 from flask import current_app
+from flask.helpers import get_debug_flag
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from config import PLACEHOLDER_SECRETS, database_url
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 VERSION_TABLE = "alembic_version"
 
 
+class ConfigError(RuntimeError):
+    """A setting the app cannot start with; the message is one line naming it and the fix."""
+
+
 # ---------------------------------------------------------------------------
-# The database: at the code's schema revision
+# Configuration: what create_app() refuses, and gunicorn before it forks
 # ---------------------------------------------------------------------------
+
+SECRET_FIX = (
+    "set it to a long random value (e.g. `openssl rand -hex 32`) in the environment or .env"
+)
+# A random key of 32 characters or more never has this few different characters.
+SECRET_MIN_DISTINCT = 8
+
+
+def secret_problem(secret: str | None) -> str | None:
+    secret = secret or ""
+    # HS256 needs a key of at least 32 bytes (RFC 7518 3.2; PyJWT warns below that).
+    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret.encode()) < 32:
+        return (
+            f"JWT_SECRET_KEY is missing, a placeholder or shorter than 32 characters: {SECRET_FIX}."
+        )
+    if len(set(secret)) < SECRET_MIN_DISTINCT:
+        return (
+            f"JWT_SECRET_KEY has fewer than {SECRET_MIN_DISTINCT} different characters "
+            f"(one character repeated?): {SECRET_FIX}."
+        )
+    return None
+
+
+def database_url_problem(uri: str) -> str | None:
+    """Whether SQLAlchemy can use the database URL at all (not whether the server answers)."""
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        return (
+            "DATABASE_URL is not a database URL: set it like "
+            "postgresql://user:password@host:5432/dbname, or unset it to use SQLite "
+            "(instance/parking.db)."
+        )
+    try:
+        url.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        return (
+            f"DATABASE_URL names a database this app cannot use ({url.drivername}): "
+            "use postgresql://user:password@host:5432/dbname, or unset it to use SQLite."
+        )
+    return None
+
+
+def environment_problem() -> str | None:
+    """What create_app() would refuse in this process's environment (and .env).
+
+    gunicorn.conf.py asks before forking: a worker that fails to boot prints a
+    traceback and gunicorn several lines of its own.
+    """
+    if not get_debug_flag():
+        problem = secret_problem(os.environ.get("JWT_SECRET_KEY"))
+        if problem:
+            return problem
+    return database_url_problem(database_url(os.environ.get("DATABASE_URL")))
+
+
+def exit_on_environment_problem() -> None:
+    problem = environment_problem()
+    if problem:
+        sys.exit(problem)
+
+
+# ---------------------------------------------------------------------------
+# The database: reachable, and at the code's schema revision
+# ---------------------------------------------------------------------------
+
+
+def connection_problem(error: Exception, url: URL) -> str:
+    """One line for a database that did not answer: which one, the driver's reason, the fix."""
+    reason = str(getattr(error, "orig", None) or error).strip()
+    reason = " ".join(reason.splitlines()[0].split()) if reason else type(error).__name__
+    # As the user wrote it: without the "+psycopg2" that config.database_url adds.
+    where = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"Cannot open the SQLite database {where}: {reason}. "
+            "Check that its folder exists and is writable."
+        )
+    if "does not exist" in reason and url.database:
+        options = (
+            (f"-h {url.host} " if url.host else "")
+            + (f"-p {url.port} " if url.port else "")
+            + (f"-U {url.username} " if url.username else "")
+        )
+        fix = f"Create it (createdb {options}{url.database})"
+    else:
+        fix = "Check that the server runs and accepts connections"
+    return (
+        f"Cannot connect to the database {where} (DATABASE_URL): {reason}. "
+        f"{fix}, or unset DATABASE_URL to use SQLite."
+    )
 
 
 @cache
