@@ -6,6 +6,7 @@ build a production app that would demand a JWT secret).
 """
 
 import logging
+import os
 import sqlite3
 import sys
 from dataclasses import fields
@@ -19,14 +20,26 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import bindparam, event, exists, select, update
+from sqlalchemy import bindparam, event, exists, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from checks import ConfigError, database_url_problem, secret_problem
+from checks import ConfigError, admin_password_problem, database_url_problem, secret_problem
 from config import DevelopmentConfig, ProductionConfig, TestConfig
 from models import AuthUser, RevokedToken, User, db
-from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens, run
+from routes import (
+    EMAIL_MAX,
+    EMAIL_RE,
+    USERNAME_MAX,
+    api,
+    hash_password,
+    limiter,
+    normalise_email,
+    prune_revoked_tokens,
+    revoke_all_tokens,
+    run,
+)
 from validation import IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
@@ -240,6 +253,63 @@ def register_commands(app: Flask) -> None:
         if result.rowcount == 0:
             raise click.ClickException(f"No user with e-mail {email}")
         click.echo(f"{email} is now an admin")
+
+    @app.cli.command("create-admin")
+    def create_admin():
+        """Create an admin account: the first one of a real deployment.
+
+        Reads ADMIN_EMAIL, ADMIN_PASSWORD and ADMIN_USERNAME (optional: the
+        e-mail's local part) from the environment, and asks for what is missing.
+        Refuses a weak or demo password, and an e-mail that belongs to a driver
+        (`flask promote EMAIL` makes that account an admin, password unchanged).
+        """
+        interactive = not os.environ.get("ADMIN_EMAIL")
+        email = normalise_email(os.environ.get("ADMIN_EMAIL") or click.prompt("E-mail"))
+        if len(email) > EMAIL_MAX or not EMAIL_RE.match(email):
+            raise click.ClickException(f"Not an e-mail address: {email}")
+        existing = db.session.scalar(select(User).where(User.email == email))
+        if existing is not None and existing.is_admin:
+            click.echo(f"{email} is already an admin: nothing changed (password included)")
+            return
+        if existing is not None:
+            raise click.ClickException(
+                f"{email} belongs to a {existing.role}: make that account an admin with "
+                f"`flask promote {email}` (its password stays), or choose another e-mail"
+            )
+        default_username = email.split("@")[0][:USERNAME_MAX]
+        username = os.environ.get("ADMIN_USERNAME") or (
+            click.prompt("Username", default=default_username) if interactive else default_username
+        )
+        username = username.strip()
+        if not username or len(username) > USERNAME_MAX:
+            raise click.ClickException(f"The username must be 1-{USERNAME_MAX} characters")
+        taken = select(User.id).where(func.lower(User.username) == username.lower())
+        if db.session.scalar(taken) is not None:
+            raise click.ClickException(
+                f"Username {username} is taken: choose another one (ADMIN_USERNAME)"
+            )
+        password = os.environ.get("ADMIN_PASSWORD") or click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True
+        )
+        problem = admin_password_problem(password, email, username)
+        if problem:
+            raise click.ClickException(problem)
+        db.session.add(
+            User(
+                username=username,
+                email=email,
+                role="admin",
+                password_hash=hash_password(password),
+            )
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise click.ClickException(
+                f"{email} or {username} was registered meanwhile: run the command again"
+            ) from None
+        click.echo(f"Created admin {username} <{email}>")
 
     @app.cli.command("prune-tokens")
     def prune_tokens():

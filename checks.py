@@ -1,4 +1,4 @@
-"""Checks that answer in one line: can the app start, can it serve.
+"""Checks that answer in one line: can the app start, can it serve, is a password good enough.
 
 Each check returns a problem (one line that names the setting and the fix) or None,
 so every entry point reports it its own way: the app factory raises `ConfigError`,
@@ -7,6 +7,7 @@ gunicorn.conf.py, `flask` and seed.py exit with the line and no traceback, and
 """
 
 import os
+import re
 import sys
 import time
 from functools import cache
@@ -183,3 +184,64 @@ def cached_schema_problem(connection: Connection) -> str | None:
     seconds = app.config.get("SCHEMA_CHECK_SECONDS", SCHEMA_CHECK_SECONDS)
     app.extensions["schema_check"] = (now + seconds, problem)
     return problem
+
+
+# ---------------------------------------------------------------------------
+# The password of an admin created by `flask create-admin`
+# ---------------------------------------------------------------------------
+
+ADMIN_PASSWORD_MIN, ADMIN_PASSWORD_MAX = 12, 128
+DEMO_PASSWORD = "adminpass"
+# Lower-case, with trailing digits and symbols removed ("Password123!" -> "password").
+COMMON_PASSWORDS = frozenset(
+    {
+        "admin",
+        "adminadmin",
+        "administrator",
+        "adminpassword",
+        "changeme",
+        "iloveyou",
+        "letmein",
+        "monkey",
+        "parking",
+        "parkinglot",
+        "passw0rd",
+        "password",
+        "p@ssw0rd",
+        "p@ssword",
+        "qwerty",
+        "qwertyuiop",
+        "secret",
+        "superuser",
+        "welcome",
+        "123456789012",
+        "1234567890123",
+        "12345678901234",
+        "1q2w3e4r5t6y",
+        "qazwsxedcrfv",
+        "zaq1zaq1zaq1",
+    }
+)
+TRAILING_DIGITS_AND_SYMBOLS = re.compile(r"[\d\W_]+$")
+
+
+def admin_password_problem(password: str, email: str, username: str) -> str | None:
+    """Why `password` is too weak for an admin, or None."""
+    lowered = password.lower()
+    base = TRAILING_DIGITS_AND_SYMBOLS.sub("", lowered)
+    if "\x00" in password:
+        return "The admin password must not contain NUL characters"
+    if len(password) < ADMIN_PASSWORD_MIN:
+        return f"The admin password must be at least {ADMIN_PASSWORD_MIN} characters"
+    if len(password) > ADMIN_PASSWORD_MAX:
+        return f"The admin password must be at most {ADMIN_PASSWORD_MAX} characters"
+    if DEMO_PASSWORD in lowered:
+        return f"The admin password must not contain the demo password {DEMO_PASSWORD}"
+    if len(set(password)) == 1:
+        return "The admin password must not be one character repeated"
+    if lowered in COMMON_PASSWORDS or base in COMMON_PASSWORDS:
+        return "The admin password is a common password: choose a long, unusual one"
+    names = {email.lower(), email.lower().split("@")[0], username.lower()}
+    if lowered in names or base in names:
+        return "The admin password must not be the e-mail address or the username"
+    return None

@@ -249,6 +249,12 @@ def test_render_generates_the_jwt_secret(web):
     assert env_vars(web)["JWT_SECRET_KEY"]["generateValue"] is True
 
 
+def test_render_declares_the_admin_variables_without_values(web):
+    """Set in the dashboard for `flask create-admin`, never committed."""
+    for key in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "ADMIN_USERNAME"):
+        assert env_vars(web)[key] == {"key": key, "sync": False}
+
+
 def test_render_service_references_exist(blueprint, web):
     names = {service["name"] for service in blueprint["services"]}
     for var in web["envVars"]:

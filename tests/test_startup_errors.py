@@ -1,6 +1,6 @@
 """Start-up errors are one line that names the variable and the fix, a non-zero
-exit and no traceback: gunicorn and `flask db upgrade`, each run as the
-operator runs it, in a fresh process."""
+exit and no traceback: gunicorn, `flask db upgrade` and seed.py, each run as
+the operator runs it, in a fresh process."""
 
 import os
 import socket
@@ -9,10 +9,10 @@ import sys
 
 import pytest
 from conftest import IS_POSTGRES, TEST_DATABASE_URL
-from sqlalchemy import make_url
+from sqlalchemy import create_engine, inspect, make_url
 
-from checks import ConfigError, secret_problem
-from config import ProductionConfig
+from checks import ConfigError, head_revision, secret_problem
+from config import ProductionConfig, database_url
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BIN = os.path.dirname(sys.executable)
@@ -71,6 +71,10 @@ def flask(*args: str, **variables: str) -> subprocess.CompletedProcess:
     return run([os.path.join(BIN, "flask"), *args], **variables)
 
 
+def seed(**variables: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "seed.py"], **variables)
+
+
 def assert_one_line(done: subprocess.CompletedProcess, start: str) -> str:
     """The process failed with exactly one line on stderr, starting with `start`."""
     assert done.returncode != 0, done.stdout + done.stderr
@@ -111,6 +115,12 @@ def test_flask_db_upgrade_refuses_a_missing_secret_in_one_line(tmp_path):
 
     assert_one_line(done, MISSING_SECRET)
     assert not database.exists()
+
+
+def test_seed_refuses_a_missing_secret_outside_debug(tmp_path):
+    done = seed(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}")
+
+    assert_one_line(done, MISSING_SECRET)
 
 
 def test_importing_the_module_level_app_refuses_a_placeholder_in_one_line():
@@ -162,6 +172,12 @@ def test_gunicorn_refuses_a_database_url_that_is_not_a_url():
 
 def test_flask_db_upgrade_refuses_a_database_url_that_is_not_a_url():
     done = flask("db", "upgrade", FLASK_DEBUG="1", DATABASE_URL="not-a-url")
+
+    assert_one_line(done, NOT_A_URL)
+
+
+def test_seed_refuses_a_database_url_that_is_not_a_url():
+    done = seed(FLASK_DEBUG="1", DATABASE_URL="not-a-url")
 
     assert_one_line(done, NOT_A_URL)
 
@@ -237,6 +253,13 @@ def test_flask_db_upgrade_names_an_unreachable_database_in_one_line(url, start):
         assert "unset DATABASE_URL to use SQLite" in line
 
 
+@pytest.mark.parametrize(("url", "start"), unreachable_databases()[:2])
+def test_seed_names_an_unreachable_database_in_one_line(url, start):
+    done = seed(FLASK_DEBUG="1", DATABASE_URL=url)
+
+    assert_one_line(done, start)
+
+
 def test_a_password_in_the_url_is_never_printed():
     url = f"postgresql://parking:s3cret-pw@127.0.0.1:{free_port()}/parking"
 
@@ -245,3 +268,17 @@ def test_a_password_in_the_url_is_never_printed():
     line = assert_one_line(done, "Cannot connect to the database postgresql://parking:***@")
     assert "s3cret-pw" not in done.stderr + done.stdout
     assert "Check that the server runs and accepts connections" in line
+
+
+def test_seed_on_an_unmigrated_database_says_to_migrate(fresh_database_uri):
+    done = seed(FLASK_DEBUG="1", DATABASE_URL=fresh_database_uri)
+
+    assert_one_line(
+        done, f"Database schema is at none, code expects {head_revision()}: run flask db upgrade"
+    )
+    assert done.stdout == ""
+    engine = create_engine(database_url(fresh_database_uri))
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
