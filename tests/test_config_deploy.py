@@ -10,6 +10,7 @@ import types
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 from flask import Flask
 from gunicorn.config import KNOWN_SETTINGS
 
@@ -316,6 +317,16 @@ def test_every_env_example_variable_has_a_comment():
     undocumented = [name for name, explained in documented_variables().items() if not explained]
 
     assert not undocumented
+
+
+def test_env_example_keeps_the_zero_setup_defaults():
+    """`cp .env.example .env && make run` still uses SQLite and make run's login limit."""
+    values = dotenv_values(os.path.join(ROOT, ".env.example"))
+
+    assert "DATABASE_URL" not in values
+    assert "# DATABASE_URL=postgresql://" in read(".env.example")
+    assert "RATELIMIT_AUTH" not in values
+    assert not values["JWT_SECRET_KEY"]  # make run's development key applies
 
 
 def test_env_file_is_git_ignored():

@@ -1,11 +1,15 @@
 """Start-up errors are one line that names the variable and the fix, a non-zero
-exit and no traceback: gunicorn, `flask db upgrade` and seed.py, each run as
-the operator runs it, in a fresh process."""
+exit and no traceback: gunicorn, `flask db upgrade`, seed.py and `make run`,
+each run as the operator runs it, in a fresh process."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from conftest import IS_POSTGRES, TEST_DATABASE_URL
@@ -282,3 +286,77 @@ def test_seed_on_an_unmigrated_database_says_to_migrate(fresh_database_uri):
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------
+# make run: the port first, then migrate, seed and serve
+# ---------------------------------------------------------------------------
+
+
+def make_run(tmp_path, port: int, **variables: str) -> subprocess.Popen:
+    """`make run PORT=...` with this test's Python environment and a SQLite file of its own."""
+    stamp = tmp_path / "runtime-installed"
+    stamp.touch()  # newer than requirements.txt: make installs nothing
+    command = ["make", "--no-print-directory", "run", f"PORT={port}", f"BIN={BIN}"]
+    command.append(f"RUNTIME={stamp}")
+    env = environment(DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", **variables)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: make, flask and the reloader's child
+    )
+
+
+def test_make_run_refuses_a_busy_port_before_migrating(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = make_run(tmp_path, port)
+        stdout, stderr = process.communicate(timeout=STARTUP_TIMEOUT)
+
+    assert process.returncode != 0
+    assert f"Port {port} is in use: stop what listens there, or run on another: " in stderr
+    assert f"PORT={port + 1} make run" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "run.db").exists()  # nothing migrated or seeded
+
+
+def test_make_run_serves_on_the_port_given(tmp_path):
+    port = free_port()
+    process = make_run(tmp_path, port)
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        status = None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/test-db", timeout=2) as response:
+                    status = response.status
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        assert status == 200, process.poll()
+        login = urllib.request.Request(
+            f"{base}/login",
+            data=b'{"email": "admin@example.com", "password": "adminpass"}',
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(login, timeout=10) as response:
+            assert response.status == 200  # migrated and seeded
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+
+    assert "Created: lot Lot A (Nairobi CBD) with spots A1-A10" in stdout
+    assert (
+        "Login and register allow 100 per minute per client IP and per e-mail under make run"
+        in stdout
+    )
+    assert f"http://127.0.0.1:{port}" in stdout + stderr
