@@ -2,6 +2,7 @@
 #   make run   - create .venv, install, migrate, seed, serve http://127.0.0.1:5000 (SQLite default)
 #   make test  - create .venv and run the whole test suite
 # TEST_DATABASE_URL=postgresql://... make test runs the same suite on PostgreSQL.
+# PORT=5001 make run serves on another port.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,6 +10,30 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.dev-installed
 export FLASK_APP := app.py
+PORT ?= 5000
+
+# `make run` checks the port before it migrates or seeds anything. SO_REUSEADDR
+# as the server itself binds: a port left in TIME_WAIT counts as free.
+define PORT_IS_FREE
+import socket, sys
+port = sys.argv[1]
+if not port.isdigit() or not 0 < int(port) < 65536:
+    sys.exit(f"PORT must be a port number (1-65535), not {port!r}")
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(port)))
+    except OSError:
+        sys.exit(f"Port {port} is in use: stop what listens there, or run on another: PORT={int(port) + 1} make run")
+endef
+export PORT_IS_FREE
+
+# Printed before serving: the limit the README's login examples meet.
+define AUTH_LIMIT_LINE
+from config import DevelopmentConfig
+print(f"Login and register allow {DevelopmentConfig.RATELIMIT_AUTH} per client IP and per e-mail under make run (RATELIMIT_AUTH)")
+endef
+export AUTH_LIMIT_LINE
 
 .PHONY: run test lint format venv clean bench
 
@@ -29,9 +54,11 @@ $(STAMP): $(RUNTIME) requirements-dev.txt
 	touch $(STAMP)
 
 run: $(RUNTIME)
+	@$(BIN)/python -c "$$PORT_IS_FREE" "$(PORT)"
 	FLASK_DEBUG=1 $(BIN)/flask db upgrade
 	FLASK_DEBUG=1 $(BIN)/python seed.py
-	FLASK_DEBUG=1 $(BIN)/flask run --host 127.0.0.1 --port 5000
+	@FLASK_DEBUG=1 $(BIN)/python -c "$$AUTH_LIMIT_LINE"
+	FLASK_DEBUG=1 $(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

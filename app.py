@@ -6,7 +6,9 @@ build a production app that would demand a JWT secret).
 """
 
 import logging
+import os
 import sqlite3
+import sys
 from datetime import timedelta
 
 import click
@@ -17,16 +19,26 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
-from sqlalchemy import event, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import database
 import tokens
-from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
+from checks import ConfigError, admin_password_problem, database_url_problem, secret_problem
+from config import DevelopmentConfig, ProductionConfig, TestConfig
 from models import RevokedToken, User, db, utcnow
-from routes import api, limiter
+from routes import (
+    EMAIL_MAX,
+    EMAIL_RE,
+    USERNAME_MAX,
+    api,
+    hash_password,
+    limiter,
+    normalise_email,
+)
 from validation import ApiError, IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
@@ -83,6 +95,7 @@ def create_app(config=None) -> Flask:
         "JWT_REFRESH_TOKEN_EXPIRES", timedelta(days=app.config["JWT_REFRESH_DAYS"])
     )
     check_secret(app)
+    check_database_url(app)
     app.url_map.strict_slashes = False
     # Ids in URLs stay within the integer range of the columns (404 beyond).
     app.url_map.converters["int"] = IdConverter
@@ -103,13 +116,15 @@ def create_app(config=None) -> Flask:
 def check_secret(app: Flask) -> None:
     if app.debug or app.testing:
         return
-    secret = app.config.get("JWT_SECRET_KEY") or ""
-    # HS256 needs a key of at least 32 bytes (RFC 7518 3.2; PyJWT warns below that).
-    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret.encode()) < 32:
-        raise RuntimeError(
-            "JWT_SECRET_KEY is missing, a placeholder or shorter than 32 characters: set it "
-            "to a long random value (e.g. `openssl rand -hex 32`) in the environment or .env."
-        )
+    problem = secret_problem(app.config.get("JWT_SECRET_KEY"))
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_database_url(app: Flask) -> None:
+    problem = database_url_problem(app.config["SQLALCHEMY_DATABASE_URI"])
+    if problem:
+        raise ConfigError(problem)
 
 
 def register_extensions(app: Flask) -> None:
@@ -291,6 +306,63 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(f"No user with e-mail {email}")
         click.echo(f"{email} is now an admin")
 
+    @app.cli.command("create-admin")
+    def create_admin():
+        """Create an admin account: the first one of a real deployment.
+
+        Reads ADMIN_EMAIL, ADMIN_PASSWORD and ADMIN_USERNAME (optional: the
+        e-mail's local part) from the environment, and asks for what is missing.
+        Refuses a weak or demo password, and an e-mail that belongs to a driver
+        (`flask promote EMAIL` makes that account an admin, password unchanged).
+        """
+        interactive = not os.environ.get("ADMIN_EMAIL")
+        email = normalise_email(os.environ.get("ADMIN_EMAIL") or click.prompt("E-mail"))
+        if len(email) > EMAIL_MAX or not EMAIL_RE.match(email):
+            raise click.ClickException(f"Not an e-mail address: {email}")
+        existing = db.session.scalar(select(User).where(User.email == email))
+        if existing is not None and existing.is_admin:
+            click.echo(f"{email} is already an admin: nothing changed (password included)")
+            return
+        if existing is not None:
+            raise click.ClickException(
+                f"{email} belongs to a {existing.role}: make that account an admin with "
+                f"`flask promote {email}` (its password stays), or choose another e-mail"
+            )
+        default_username = email.split("@")[0][:USERNAME_MAX]
+        username = os.environ.get("ADMIN_USERNAME") or (
+            click.prompt("Username", default=default_username) if interactive else default_username
+        )
+        username = username.strip()
+        if not username or len(username) > USERNAME_MAX:
+            raise click.ClickException(f"The username must be 1-{USERNAME_MAX} characters")
+        taken = select(User.id).where(func.lower(User.username) == username.lower())
+        if db.session.scalar(taken) is not None:
+            raise click.ClickException(
+                f"Username {username} is taken: choose another one (ADMIN_USERNAME)"
+            )
+        password = os.environ.get("ADMIN_PASSWORD") or click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True
+        )
+        problem = admin_password_problem(password, email, username)
+        if problem:
+            raise click.ClickException(problem)
+        db.session.add(
+            User(
+                username=username,
+                email=email,
+                role="admin",
+                password_hash=hash_password(password),
+            )
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise click.ClickException(
+                f"{email} or {username} was registered meanwhile: run the command again"
+            ) from None
+        click.echo(f"Created admin {username} <{email}>")
+
     @app.cli.command("prune-tokens")
     def prune_tokens():
         """Delete revocation records of tokens that have expired anyway."""
@@ -302,7 +374,15 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 def __getattr__(name: str):
     if name == "app":
-        globals()["app"] = application = create_app()
+        try:
+            application = create_app()
+        except ConfigError as error:
+            # The entry points (gunicorn, `flask`) print one line, not a traceback.
+            # Status 4 is gunicorn's "App failed to load": its master stops
+            # instead of forking new workers forever; elsewhere it is just non-zero.
+            print(error, file=sys.stderr)
+            raise SystemExit(4) from None
+        globals()["app"] = application
         return application
     raise AttributeError(name)
 

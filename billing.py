@@ -16,7 +16,7 @@ The fee rule, for a stay of length D under a tariff
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 MICROS_PER_MINUTE = 60 * 1_000_000
@@ -101,3 +101,37 @@ def fee_for(stay: timedelta, tariff: Tariff) -> tuple[int, list[dict]]:
             }
         )
     return total, breakdown
+
+
+def stay_charge(
+    check_in: datetime,
+    at: datetime,
+    tariff: Tariff,
+    *,
+    paid_until: datetime | None = None,
+    exit_grace_minutes: int = 0,
+    covered_until: datetime | None = None,
+) -> tuple[int, list[dict], datetime]:
+    """What a stay from `check_in` costs when it ends at `at`, and the moment
+    the fee runs to.
+
+    * A payment while parked fixed the fee up to `paid_until`: leaving within
+      `exit_grace_minutes` after it costs nothing more; later, the fee runs
+      to `at` (the extra time is owed).
+    * A permit covering the stay's start until `covered_until` makes that part
+      free; the rest is billed under the tariff from the permit's end, as a
+      stay of its own (its grace period included).
+    """
+    end = at
+    if paid_until is not None and at <= paid_until + timedelta(minutes=exit_grace_minutes):
+        end = paid_until
+    start = check_in
+    parts = []
+    if covered_until is not None and covered_until > check_in:
+        start = min(covered_until, end)
+        covered = max(start - check_in, timedelta(0))
+        parts.append({"period": "permit", "minutes": covered // timedelta(minutes=1), "amount": 0})
+    if parts and end <= start:
+        return 0, parts, end
+    amount, breakdown = fee_for(max(end - start, timedelta(0)), tariff)
+    return amount, parts + breakdown, end

@@ -119,6 +119,8 @@ class DevelopmentConfig(Config):
     # A development-only key so `make run` works without a .env file.
     JWT_SECRET_KEY = Config.JWT_SECRET_KEY or "development-only-not-for-production-use"
     CORS_ORIGINS = Config.CORS_ORIGINS or ["*"]
+    # Generous, so trying the README's examples a few times never hits 429.
+    RATELIMIT_AUTH = os.environ.get("RATELIMIT_AUTH") or "100 per minute"
 
 
 class ProductionConfig(Config):

@@ -542,8 +542,16 @@ PATHS = {
     "/api/test-db": {
         "get": operation(
             "Health",
-            "Check the database connection",
-            {"200": ok(ref("Message")), **errors(500)},
+            "Check the database connection and schema (the health check)",
+            {
+                "200": ok(ref("Message")),
+                "503": error(
+                    "The database does not answer within a second "
+                    "(`Database connection failed: <error class>`), or answers but its schema "
+                    "is behind the code's revision, e.g. `Database schema is at 0003, code "
+                    "expects 0005: run flask db upgrade`"
+                ),
+            },
             operation_id="testDb",
             auth=False,
         )

@@ -58,6 +58,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 import tokens
 from billing import CURRENCIES, Tariff, fee_for
+from checks import cached_schema_problem
 from database import RETRY_AFTER_SECONDS, bounded
 from models import (
     SPOT_KINDS,
@@ -222,19 +223,21 @@ def commit_or(status: int, message: str) -> None:
 @api.route("/test-db", methods=["GET"])
 @limiter.exempt
 def test_db():
-    """Health: the database answers within HEALTH_TIMEOUT_MS, connecting included."""
+    """Render's health check: 200 only when the database answers within
+    HEALTH_TIMEOUT_MS (connecting included) and its schema is at the code's
+    head revision or newer (checks.cached_schema_problem); otherwise 503."""
     limit = current_app.config["HEALTH_TIMEOUT_MS"]
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     try:
         with bounded(limit, total_seconds=limit / 1000):
             db.session.execute(text("SELECT 1"))
+            problem = cached_schema_problem(db.session.connection())
     except Exception as exc:  # any driver error means "not connected"
         rollback_quietly()
         current_app.logger.warning("Database check failed: %s", exc)
-        raise ApiError(
-            503,
-            f"Database connection failed: {type(exc).__name__}",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise ApiError(503, f"Database connection failed: {type(exc).__name__}", retry) from None
+    if problem:
+        raise ApiError(503, problem, retry)
     return {"message": "Database connection successful"}
 
 

@@ -1,15 +1,25 @@
-"""Sample data: the admin account and "Lot A" with spots A1-A10.
+"""Demo data: the admin the seed project documents and "Lot A" with spots A1-A10.
 
-Run after `flask db upgrade` (it never creates or drops tables). Idempotent:
-running it again changes nothing. The admin's password is the seed project's
-documented `adminpass`; change it on any server others can reach.
+For trying the API locally (`make run` runs it) and for CI, never for a real
+deployment: the admin's password, `adminpass`, is public. A real deployment
+gets its first admin from `flask create-admin`.
+
+Run after `flask db upgrade` (it never creates tables; on an unmigrated
+database it says so in one line). Each item is created only when it does not
+exist yet, the admin by e-mail and the lot by name, and nothing that exists is
+changed: a renamed or deleted spot of Lot A, a changed password or role stay
+as they are. It prints what it created and what was already there.
 """
 
+import sys
+
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from werkzeug.security import generate_password_hash
 
 from app import create_app
+from checks import ConfigError, connection_problem, schema_problem
 from models import ParkingLot, ParkingSpot, User, db
 
 ADMIN = {"username": "admin", "email": "admin@example.com", "password": "adminpass"}
@@ -24,36 +34,56 @@ TARIFF = {
 SPOTS = [f"A{n}" for n in range(1, 11)]
 
 
-def seed() -> None:
-    admin = db.session.scalar(select(User).where(User.email == ADMIN["email"]))
-    if admin is None:
-        method = current_app.config["PASSWORD_HASH_METHOD"]
-        db.session.add(
-            User(
-                username=ADMIN["username"],
-                email=ADMIN["email"],
-                role="admin",
-                password_hash=generate_password_hash(ADMIN["password"], method=method),
-            )
+def seed_admin() -> str:
+    email, username = ADMIN["email"], ADMIN["username"]
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        return f"Already there: user {email} (left as it is; its password may not be adminpass)"
+    if db.session.scalar(select(User.id).where(func.lower(User.username) == username)):
+        return f"Not created: the demo admin {email} (username {username!r} is another account's)"
+    method = current_app.config["PASSWORD_HASH_METHOD"]
+    db.session.add(
+        User(
+            username=username,
+            email=email,
+            role="admin",
+            password_hash=generate_password_hash(ADMIN["password"], method=method),
         )
-    elif admin.role != "admin":
-        admin.role = "admin"
+    )
+    return f"Created: admin {email} / {ADMIN['password']} (demo only: the password is public)"
 
-    lot = db.session.scalar(select(ParkingLot).where(ParkingLot.name == LOT["name"]))
-    if lot is None:
-        lot = ParkingLot(**LOT, timezone="Africa/Nairobi", currency="KES", **TARIFF)
-        db.session.add(lot)
-        db.session.flush()
-    existing = set(
-        db.session.scalars(select(ParkingSpot.spot_number).where(ParkingSpot.lot_id == lot.id))
-    )
-    db.session.add_all(
-        ParkingSpot(lot_id=lot.id, spot_number=n) for n in SPOTS if n not in existing
-    )
+
+def seed_lot() -> str:
+    if db.session.scalar(select(ParkingLot.id).where(ParkingLot.name == LOT["name"])):
+        return f"Already there: lot {LOT['name']} (left as it is, spots included)"
+    lot = ParkingLot(**LOT, timezone="Africa/Nairobi", currency="KES", **TARIFF)
+    db.session.add(lot)
+    db.session.flush()
+    db.session.add_all(ParkingSpot(lot_id=lot.id, spot_number=n) for n in SPOTS)
+    return f"Created: lot {LOT['name']} ({LOT['location']}) with spots {SPOTS[0]}-{SPOTS[-1]}"
+
+
+def seed() -> list[str]:
+    """Create what is missing, in one transaction; one line per item on what happened."""
+    report = [seed_admin(), seed_lot()]
     db.session.commit()
+    return report
+
+
+def main() -> None:
+    try:
+        app = create_app()
+    except ConfigError as error:
+        sys.exit(str(error))
+    with app.app_context():
+        try:
+            problem = schema_problem(db.session.connection())
+        except OperationalError as error:
+            sys.exit(connection_problem(error, db.engine.url))
+        if problem:
+            sys.exit(problem)
+        for line in seed():
+            print(line)
 
 
 if __name__ == "__main__":
-    with create_app().app_context():
-        seed()
-        print("Seeded: admin@example.com / adminpass (admin), Lot A with spots A1-A10")
+    main()

@@ -1,8 +1,12 @@
 import logging
+import sys
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.exc import OperationalError
+
+from checks import connection_problem
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -87,7 +91,12 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    try:
+        connection = connectable.connect()
+    except OperationalError as error:
+        # An unreachable or missing database is one line, not a traceback.
+        sys.exit(connection_problem(error, connectable.url))
+    with connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             # Batch mode rebuilds tables (copy, drop, rename); with foreign keys

@@ -7,6 +7,7 @@ table is emptied.
 
 Fixtures: `app`, `client`, `runner`, `make_user`, `driver`, `other_driver`,
 `admin`, `auth_headers`, `lot`, `vehicle`, `clock`, `count_queries`,
+`fresh_database_uri` (an empty database of its own),
 `live_server` (PostgreSQL only), the `http` helper for real HTTP and
 `run_at_once` to release concurrent clients together.
 """
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, make_url, text
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
@@ -49,6 +50,27 @@ def database_uri(tmp_path_factory):
 
 def make_config(database_uri: str, **overrides):
     return type("Config", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": database_uri, **overrides})
+
+
+@pytest.fixture
+def fresh_database_uri(tmp_path):
+    """An empty database of its own (no tables, not migrated): a SQLite file,
+    or a new PostgreSQL database next to the test database."""
+    if not IS_POSTGRES:
+        yield "sqlite:///" + str(tmp_path / "fresh.db")
+        return
+    url = make_url(database_url(TEST_DATABASE_URL))
+    name = f"{url.database}_fresh"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 from conftest import make_config
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import OperationalError
+from werkzeug.security import generate_password_hash
 
 from models import ParkingLot, ParkingSpot, RevokedToken, User, db
 from seed import seed
@@ -169,16 +170,101 @@ def test_seed_is_idempotent(app, client):
     ]
 
 
-def test_seed_restores_missing_spots_and_admin_role(app):
+CREATED = [
+    "Created: admin admin@example.com / adminpass (demo only: the password is public)",
+    "Created: lot Lot A (Nairobi CBD) with spots A1-A10",
+]
+ALREADY_THERE = [
+    "Already there: user admin@example.com (left as it is; its password may not be adminpass)",
+    "Already there: lot Lot A (left as it is, spots included)",
+]
+
+
+def test_seed_says_what_it_created_then_what_was_there(app):
+    with app.app_context():
+        first = seed()
+    with app.app_context():
+        second = seed()
+
+    assert first == CREATED
+    assert second == ALREADY_THERE
+    assert_seeded(app)
+
+
+def spot_numbers(app) -> list[str]:
+    with app.app_context():
+        return sorted(db.session.scalars(select(ParkingSpot.spot_number)))
+
+
+def test_seed_after_a_rename_does_not_add_the_old_spot_back(app, client):
+    with app.app_context():
+        seed()
+    token = client.post(
+        "/api/login", json={"email": "admin@example.com", "password": "adminpass"}
+    ).get_json()["token"]
+    [a1] = client.get("/api/spots?lot_id=1&per_page=1").get_json()
+    renamed = client.patch(
+        f"/api/spots/{a1['id']}",
+        json={"spot_number": "VIP1"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert renamed.status_code == 200, renamed.get_json()
+
+    with app.app_context():
+        report = seed()
+
+    assert report[1] == ALREADY_THERE[1]
+    assert spot_numbers(app) == sorted(["VIP1", *(f"A{n}" for n in range(2, 11))])
+
+
+def test_seed_leaves_the_spots_of_an_existing_lot_alone(app):
+    """Spots deleted from (or added to) Lot A stay deleted (or added)."""
+    with app.app_context():
+        seed()
+        lot_id = db.session.scalar(select(ParkingLot.id))
+        db.session.execute(ParkingSpot.__table__.delete().where(ParkingSpot.spot_number == "A7"))
+        db.session.add(ParkingSpot(lot_id=lot_id, spot_number="B1"))
+        db.session.commit()
+        seed()
+
+    assert spot_numbers(app) == sorted(["B1", *(f"A{n}" for n in range(1, 11) if n != 7)])
+
+
+def test_seed_leaves_a_changed_admin_alone(app, client):
     with app.app_context():
         seed()
         admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
         admin.role = "driver"
-        db.session.execute(ParkingSpot.__table__.delete().where(ParkingSpot.spot_number == "A7"))
+        admin.password_hash = generate_password_hash(
+            "a-new-passphrase", method=app.config["PASSWORD_HASH_METHOD"]
+        )
         db.session.commit()
-        seed()
+        report = seed()
 
-    assert_seeded(app)
+    assert report[0] == ALREADY_THERE[0]
+    with app.app_context():
+        admin = db.session.scalar(select(User).where(User.email == "admin@example.com"))
+        assert admin.role == "driver"
+    old = client.post("/api/login", json={"email": "admin@example.com", "password": "adminpass"})
+    new = client.post(
+        "/api/login", json={"email": "admin@example.com", "password": "a-new-passphrase"}
+    )
+    assert old.status_code == 401
+    assert new.status_code == 200
+
+
+def test_seed_skips_the_admin_when_its_username_is_taken(app, make_user):
+    make_user(username="Admin", email="someone@example.com")
+
+    with app.app_context():
+        report = seed()
+
+    assert report == [
+        "Not created: the demo admin admin@example.com (username 'admin' is another account's)",
+        CREATED[1],
+    ]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).where(User.role == "admin")) == 0
 
 
 def test_seed_keeps_existing_data(app, driver, lot):
@@ -220,18 +306,18 @@ def test_make_run_steps_migrate_then_seed(tmp_path):
     }
     flask = os.path.join(os.path.dirname(sys.executable), "flask")
     steps = [[flask, "db", "upgrade"], [sys.executable, "seed.py"]]
-    for step in steps:
+    outputs = []
+    for step in [*steps, steps[1]]:  # seeding twice, as two `make run`s do
         done = subprocess.run(step, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
-    assert "admin@example.com" in done.stdout
+        outputs.append(done.stdout)
+    assert outputs[1].splitlines() == CREATED
+    assert outputs[2].splitlines() == ALREADY_THERE
 
     from app import create_app
 
     application = create_app(make_config(f"sqlite:///{database}"))
     try:
-        assert_seeded(application)
-        with application.app_context():
-            seed()  # `make run` again
         assert_seeded(application)
     finally:
         with application.app_context():

@@ -6,9 +6,11 @@ import re
 import runpy
 import subprocess
 import sys
+import types
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 from flask import Flask
 from gunicorn.config import KNOWN_SETTINGS
 
@@ -133,8 +135,9 @@ def test_module_level_app_refuses_a_placeholder_secret():
     done = app_process("your_secure_jwt_secret_key")
 
     assert done.returncode != 0
-    # One line that names the variable, not a wall of text.
-    assert done.stderr.strip().splitlines()[-1].startswith("RuntimeError: JWT_SECRET_KEY")
+    # One line that names the variable, not a wall of text (tests/test_startup_errors.py).
+    assert done.stderr.strip().startswith("JWT_SECRET_KEY")
+    assert "Traceback" not in done.stderr
 
 
 def test_module_level_app_serves_with_a_real_secret():
@@ -149,6 +152,14 @@ def test_module_level_app_serves_with_a_real_secret():
 # ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def startable(monkeypatch):
+    """An environment gunicorn.conf.py lets start (it exits on a missing secret)."""
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    monkeypatch.setenv("JWT_SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("DATABASE_URL", "sqlite://")
+
+
 def test_procfile_migrates_on_release_and_serves_with_gunicorn():
     processes = dict(line.split(":", 1) for line in read("Procfile").splitlines() if line.strip())
 
@@ -158,7 +169,7 @@ def test_procfile_migrates_on_release_and_serves_with_gunicorn():
     }
 
 
-def test_gunicorn_binds_port_and_reads_web_concurrency(monkeypatch):
+def test_gunicorn_binds_port_and_reads_web_concurrency(startable, monkeypatch):
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
 
@@ -168,7 +179,7 @@ def test_gunicorn_binds_port_and_reads_web_concurrency(monkeypatch):
     assert settings["workers"] == 3
 
 
-def test_gunicorn_defaults_without_environment(monkeypatch):
+def test_gunicorn_defaults_without_environment(startable, monkeypatch):
     for name in ("PORT", "WEB_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
 
@@ -178,11 +189,14 @@ def test_gunicorn_defaults_without_environment(monkeypatch):
     assert isinstance(settings["workers"], int) and settings["workers"] >= 1
 
 
-def test_gunicorn_conf_names_only_real_settings():
+def test_gunicorn_conf_names_only_real_settings(startable):
     settings = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))
     known = {setting.name for setting in KNOWN_SETTINGS}
-    names = {name for name, value in settings.items() if not name.startswith("__")}
-    names -= {"os"}
+    names = {
+        name
+        for name, value in settings.items()
+        if not name.startswith("__") and not isinstance(value, types.ModuleType)
+    }
 
     assert names <= known, names - known
 
@@ -234,6 +248,12 @@ def test_render_database_url_comes_from_a_declared_database(blueprint, web):
 
 def test_render_generates_the_jwt_secret(web):
     assert env_vars(web)["JWT_SECRET_KEY"]["generateValue"] is True
+
+
+def test_render_declares_the_admin_variables_without_values(web):
+    """Set in the dashboard for `flask create-admin`, never committed."""
+    for key in ("ADMIN_EMAIL", "ADMIN_PASSWORD", "ADMIN_USERNAME"):
+        assert env_vars(web)[key] == {"key": key, "sync": False}
 
 
 def test_render_service_references_exist(blueprint, web):
@@ -297,6 +317,16 @@ def test_every_env_example_variable_has_a_comment():
     undocumented = [name for name, explained in documented_variables().items() if not explained]
 
     assert not undocumented
+
+
+def test_env_example_keeps_the_zero_setup_defaults():
+    """`cp .env.example .env && make run` still uses SQLite and make run's login limit."""
+    values = dotenv_values(os.path.join(ROOT, ".env.example"))
+
+    assert "DATABASE_URL" not in values
+    assert "# DATABASE_URL=postgresql://" in read(".env.example")
+    assert "RATELIMIT_AUTH" not in values
+    assert not values["JWT_SECRET_KEY"]  # make run's development key applies
 
 
 def test_env_file_is_git_ignored():

@@ -15,13 +15,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import IS_POSTGRES, TEST_DATABASE_URL, make_config
+from conftest import IS_POSTGRES, make_config
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, inspect, make_url, select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
-from config import database_url
 from models import ParkingLot, ParkingSpot, Ticket, User, Vehicle, db
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "migrations")
@@ -139,26 +138,6 @@ def test_database_refuses_case_variants_of_a_username(app, make_user):
 # ---------------------------------------------------------------------------
 # Adopting a database made by the seed's code
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_database_uri(tmp_path):
-    """An empty database of its own: a SQLite file, or a new PostgreSQL database."""
-    if not IS_POSTGRES:
-        yield "sqlite:///" + str(tmp_path / "seed.db")
-        return
-    url = make_url(database_url(TEST_DATABASE_URL))
-    name = f"{url.database}_adopt"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 # Rows as the seed's code inserted them (ids come from the sequences: 1, 2, 3 in order).

@@ -378,3 +378,32 @@ def test_an_unreachable_limit_store_does_not_take_the_api_down(limited):
     assert 500 not in statuses
     # The in-memory fallback still counts: the fourth try is refused.
     assert_429(client.post("/api/login", json={"email": "x@example.com", "password": "wrongpass1"}))
+
+
+# ---------------------------------------------------------------------------
+# make run (debug): generous login limits, so the README's examples never hit 429
+# ---------------------------------------------------------------------------
+
+
+def test_debug_mode_allows_100_logins_a_minute(app, monkeypatch):
+    from app import create_app
+
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    debug = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "PASSWORD_HASH_METHOD": app.config["PASSWORD_HASH_METHOD"],
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    client = debug.test_client()
+    try:
+        assert debug.debug
+        assert debug.config["RATELIMIT_AUTH"] == "100 per minute"
+        statuses = {login(client, "nobody@example.com").status_code for _ in range(12)}
+    finally:
+        with debug.app_context():
+            db.engine.dispose()
+
+    assert statuses == {401}  # twelve tries: more than production's 10 a minute
