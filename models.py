@@ -23,10 +23,11 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    false,
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,9 +37,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("driver", "admin")
+ROLES = ("driver", "attendant", "admin")
 SPOT_STATUSES = ("available", "occupied", "out_of_service")
 REVOCATION_REASONS = ("logout", "rotated")
+# How a payment was made; "reservation" is recorded by the API itself.
+PAYMENT_METHODS = ("cash", "card", "app", "reservation")
+ACTOR_TYPES = ("user", "device")
 SPOT_KINDS = ("standard", "compact", "large", "motorcycle", "ev", "accessible")
 
 
@@ -52,6 +56,12 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def plate_key(plate: str) -> str:
+    """The canonical key a plate is matched on: upper case, letters and digits
+    only, so "KCB 123A", "kcb-123a" and "KCB123A" are one car."""
+    return "".join(ch for ch in plate.upper() if ch.isalnum())
 
 
 class UTCDateTime(TypeDecorator):
@@ -128,32 +138,56 @@ class AuthUser:
         return self.role == "admin"
 
 
+def _plate_key_default(context) -> str:
+    """plate_key of an inserted vehicle that names only its plate_number."""
+    return plate_key(context.get_current_parameters()["plate_number"])
+
+
 class Vehicle(db.Model):
+    """A car: a driver's registered vehicle, or (user_id NULL) the record of a
+    plate seen at a gate that no single account owns."""
+
     __tablename__ = "vehicles"
     __table_args__ = (
         # A driver cannot register the same plate twice (deleted vehicles excepted).
         Index(
-            "ux_vehicles_owner_plate_active",
+            "ux_vehicles_owner_plate_key_active",
             "user_id",
-            "plate_number",
+            "plate_key",
             unique=True,
             postgresql_where=text("deleted_at IS NULL"),
             sqlite_where=text("deleted_at IS NULL"),
         ),
+        # One unowned record per plate.
+        Index(
+            "ux_vehicles_unowned_plate_key",
+            "plate_key",
+            unique=True,
+            postgresql_where=text("user_id IS NULL"),
+            sqlite_where=text("user_id IS NULL"),
+        ),
+        Index("ix_vehicles_plate_key", "plate_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The API accepts 16 characters; the column keeps longer plates adopted from the seed.
+    # Shown as registered; matched on plate_key (see plate_key()).
     plate_number: Mapped[str] = mapped_column(String(32))
+    plate_key: Mapped[str] = mapped_column(String(32), default=_plate_key_default)
     type: Mapped[str | None] = mapped_column(String(32))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
     )
     # Deleting a vehicle hides it; its tickets and receipts stay.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    owner: Mapped[User] = relationship(back_populates="vehicles")
+    owner: Mapped[User | None] = relationship(back_populates="vehicles")
+
+    @validates("plate_number")
+    def _keep_plate_key(self, _name, value: str) -> str:
+        self.plate_key = plate_key(value)
+        return value
 
 
 class ParkingLot(db.Model):
@@ -163,6 +197,7 @@ class ParkingLot(db.Model):
         CheckConstraint("billing_increment_minutes > 0", name="billing_increment"),
         CheckConstraint("grace_minutes >= 0", name="grace_minutes"),
         CheckConstraint("daily_max IS NULL OR daily_max >= 0", name="daily_max"),
+        CheckConstraint("exit_grace_minutes >= 0", name="exit_grace_minutes"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -175,6 +210,8 @@ class ParkingLot(db.Model):
     billing_increment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     daily_max: Mapped[int | None] = mapped_column(Integer)
+    # Minutes a driver has to leave after paying; later, the extra time is owed.
+    exit_grace_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=text("CURRENT_TIMESTAMP")
     )
@@ -228,6 +265,18 @@ class Ticket(db.Model):
             postgresql_where=text("check_out IS NULL"),
             sqlite_where=text("check_out IS NULL"),
         ),
+        # One open session per car (canonical plate), however it came in:
+        # an app booking, a gate entry, several accounts with the same plate.
+        Index(
+            "ux_tickets_open_plate_key",
+            "plate_key",
+            unique=True,
+            postgresql_where=text("check_out IS NULL"),
+            sqlite_where=text("check_out IS NULL"),
+        ),
+        # The gate's lookups: a lot's open sessions, and a plate's recent ones.
+        Index("ix_tickets_lot_plate_key_check_in", "lot_id", "plate_key", "check_in"),
+        CheckConstraint("amount_paid >= 0", name="amount_paid"),
         Index("ix_tickets_user_check_in", "user_id", "check_in"),
         Index("ix_tickets_lot_check_in", "lot_id", "check_in"),
         # Covers the report's closed-ticket sums (migration 0004): no table visits.
@@ -243,10 +292,14 @@ class Ticket(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"), index=True)
     spot_id: Mapped[int] = mapped_column(ForeignKey("parking_spots.id"), index=True)
-    # Denormalised at check-in: the owner and lot never change for a ticket, and
-    # lists and reports filter on them without joins.
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Denormalised at check-in: the owner, lot and plate never change for a
+    # ticket, and lists and reports filter on them without joins. No owner:
+    # a car without an account, or whose plate several accounts registered.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+    # Null only for tickets adopted from before plates were matched, whose
+    # plate another open ticket already had (migration 0006).
+    plate_key: Mapped[str | None] = mapped_column(String(32))
     check_in: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     check_out: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The lot's tariff, frozen at check-in: later price changes never apply.
@@ -255,13 +308,152 @@ class Ticket(db.Model):
     billing_increment_minutes: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     daily_max: Mapped[int | None] = mapped_column(Integer)
+    exit_grace_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
     # Set at checkout.
     amount_due: Mapped[int | None] = mapped_column(BigInteger)
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    # The sum of the ticket's payments, kept by a trigger on payments
+    # (migration 0006) in the same transaction as each payment.
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A payment while parked fixes the fee up to this moment; leaving within
+    # exit_grace_minutes after it costs nothing more.
+    paid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The permit that covered the stay's start, found at checkout.
+    permit_id: Mapped[int | None] = mapped_column(ForeignKey("permits.id"))
 
     vehicle: Mapped[Vehicle] = relationship()
     spot: Mapped[ParkingSpot] = relationship()
     lot: Mapped[ParkingLot] = relationship()
+
+
+class LotStaff(db.Model):
+    """An attendant assigned to a lot: may act at that lot only."""
+
+    __tablename__ = "lot_staff"
+
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Device(db.Model):
+    """A gate device (barrier controller, plate camera, pay station): a
+    credential scoped to one lot. Only a SHA-256 of its key is stored; keys
+    are 256-bit random, so a fast hash is enough and lets one indexed lookup
+    find the device."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# SQLite autoincrements only an INTEGER primary key; PostgreSQL gets 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Payment(db.Model):
+    """Money recorded against a ticket (the API records payments; it moves no
+    money). Refunds are negative. A repeated (ticket, reference) is one payment."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(_in("method", PAYMENT_METHODS), name="method"),
+        CheckConstraint("amount <> 0", name="amount"),
+        CheckConstraint(_in("actor_type", ACTOR_TYPES), name="actor_type"),
+        Index(
+            "ux_payments_ticket_reference",
+            "ticket_id",
+            "reference",
+            unique=True,
+            postgresql_where=text("reference IS NOT NULL"),
+            sqlite_where=text("reference IS NOT NULL"),
+        ),
+        # The report's revenue by method per day: an index range scan, no table.
+        Index("ix_payments_lot_created_method", "lot_id", "created_at", "method", "amount"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    actor_type: Mapped[str] = mapped_column(String(8))
+    actor_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Permit(db.Model):
+    """A season pass: plates that may park without paying, at some lots (or
+    every lot: all_lots), in [valid_from, valid_to). Ending one sets valid_to."""
+
+    __tablename__ = "permits"
+    __table_args__ = (CheckConstraint("valid_to > valid_from", name="valid_window"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime] = mapped_column(UTCDateTime)
+    all_lots: Mapped[bool] = mapped_column(default=False, server_default=false())
+    note: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PermitPlate(db.Model):
+    __tablename__ = "permit_plates"
+
+    permit_id: Mapped[int] = mapped_column(
+        ForeignKey("permits.id", ondelete="CASCADE"), primary_key=True
+    )
+    plate_key: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    plate_number: Mapped[str] = mapped_column(String(32))
+
+
+class PermitLot(db.Model):
+    __tablename__ = "permit_lots"
+
+    permit_id: Mapped[int] = mapped_column(
+        ForeignKey("permits.id", ondelete="CASCADE"), primary_key=True
+    )
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"), primary_key=True, index=True)
+
+
+class AuditEntry(db.Model):
+    """Append-only: every write by staff or a device, and every enforcement
+    check. The API has no way to change or delete an entry, and on PostgreSQL
+    a trigger refuses UPDATE and DELETE (migration 0006)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("actor_type", ACTOR_TYPES), name="actor_type"),
+        # The list's filters, each with the list's order (newest first).
+        Index("ix_audit_log_at_id", "at", "id"),
+        Index("ix_audit_log_lot_at_id", "lot_id", "at", "id"),
+        Index("ix_audit_log_actor_at_id", "actor_type", "actor_id", "at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_type: Mapped[str] = mapped_column(String(8))
+    actor_id: Mapped[int] = mapped_column(Integer)
+    # The user's name or the device's name at the time.
+    actor_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    lot_id: Mapped[int | None] = mapped_column(Integer)
+    ticket_id: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    plate_number: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(255))
 
 
 class RevokedToken(db.Model):

@@ -33,7 +33,22 @@ from models import ParkingLot, ParkingSpot, User, Vehicle, db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 IS_POSTGRES = bool(TEST_DATABASE_URL)
-TABLES = ("revoked_tokens", "tickets", "parking_spots", "vehicles", "parking_lots", "users")
+# Children before parents: SQLite empties them with DELETE, foreign keys on.
+TABLES = (
+    "audit_log",
+    "payments",
+    "permit_lots",
+    "permit_plates",
+    "revoked_tokens",
+    "tickets",
+    "permits",
+    "devices",
+    "lot_staff",
+    "parking_spots",
+    "vehicles",
+    "parking_lots",
+    "users",
+)
 
 postgres_only = pytest.mark.skipif(
     not IS_POSTGRES,

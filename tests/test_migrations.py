@@ -82,12 +82,15 @@ def test_rule_indexes_exist_with_their_conditions(app):
     for name in (
         "ux_tickets_open_spot",
         "ux_tickets_open_vehicle",
-        "ux_vehicles_owner_plate_active",
+        "ux_tickets_open_plate_key",
+        "ux_vehicles_owner_plate_key_active",
+        "ux_vehicles_unowned_plate_key",
     ):
         assert "UNIQUE" in indexes[name].upper(), indexes[name]
-    assert "check_out IS NULL" in indexes["ux_tickets_open_spot"]
-    assert "check_out IS NULL" in indexes["ux_tickets_open_vehicle"]
-    assert "deleted_at IS NULL" in indexes["ux_vehicles_owner_plate_active"]
+    for name in ("ux_tickets_open_spot", "ux_tickets_open_vehicle", "ux_tickets_open_plate_key"):
+        assert "check_out IS NULL" in indexes[name]
+    assert "deleted_at IS NULL" in indexes["ux_vehicles_owner_plate_key_active"]
+    assert "user_id IS NULL" in indexes["ux_vehicles_unowned_plate_key"]
     assert "UNIQUE" in indexes[EXPRESSION_INDEX].upper()
     # PostgreSQL spells it lower((username)::text), SQLite as written.
     assert "lowerusername" in re.sub(r"::\w+|[()\s]", "", indexes[EXPRESSION_INDEX].lower())
