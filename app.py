@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, event, exists, select, update
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import replica
 from config import PLACEHOLDER_SECRETS, DevelopmentConfig, ProductionConfig, TestConfig
 from models import AuthUser, RevokedToken, User, db
 from routes import api, limiter, prune_revoked_tokens, revoke_all_tokens, run
@@ -115,6 +116,7 @@ def register_extensions(app: Flask) -> None:
 
         os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
+    replica.init_app(app)
     migrate.init_app(app, db, directory="migrations", compare_type=True, render_as_batch=True)
     jwt.init_app(app)
     limiter.init_app(app)
