@@ -16,8 +16,9 @@ median and p95 of up to BENCH_SCALE_REQUESTS (300) requests per side, within
 BENCH_SCALE_SECONDS (8) per side but never fewer than 5, after a warm-up.
 Prints the large/small ratio of the medians per endpoint against TARGET (a
 report's ratio is per day asked for, which is the same thing for equal days),
-writes bench/results/scale.json, and with EXPLAIN (ANALYZE, BUFFERS) of the
-list endpoints' statements on the large dataset bench/results/scale-explain.txt.
+writes bench/results/scale.json, and EXPLAIN (ANALYZE, BUFFERS) of the list
+endpoints' statements on the large dataset to bench/results/scale-explain.txt
+(in full) and scale-explain.md (shortened, the form bench/README.md shows).
 
 Exit status 1 when a request failed or a database check failed; with --strict
 also when a ratio is above TARGET.
@@ -31,10 +32,12 @@ for trying changes), BENCH_KEEP_DB=1 (keep both databases), BENCH_ONLY
 """
 
 import argparse
+import html
 import http.client
 import json
 import os
 import platform
+import re
 import secrets
 import signal
 import statistics
@@ -404,9 +407,19 @@ def summary(values: list[float]) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def explain_lists(side: Dataset, endpoints: list[Endpoint], secret: str) -> str:
+# Plan lines left out of the short form (bench/README.md): the costs and
+# timings of the nodes that matter stay, per-worker and buffer detail goes.
+PLAN_NOISE = re.compile(
+    r"Buffers:|Worker \d|Memory Usage|Heap Fetches|Planning:|Options:|Functions:|Rows Removed"
+    r"|Recheck Cond|Filter:|Index Cond|Hash Cond|Sort Key|Presorted Key|Full-sort Groups"
+    r"|Group Key|Workers Launched|Cache Key|Cache Mode|Heap Blocks|Planned Partitions|Batches"
+)
+
+
+def explain_lists(side: Dataset, endpoints: list[Endpoint], secret: str) -> tuple[str, str]:
     """Run each endpoint once in-process, record its SQL (not the token check)
-    and EXPLAIN (ANALYZE, BUFFERS) it with the same parameters."""
+    and EXPLAIN (ANALYZE, BUFFERS) it with the same parameters. Returns the
+    full text and a short Markdown form (one <details> block per endpoint)."""
     os.environ.update(app_env(side.url, secret))
     sys.path.insert(0, str(ROOT))
     from sqlalchemy import event
@@ -416,7 +429,7 @@ def explain_lists(side: Dataset, endpoints: list[Endpoint], secret: str) -> str:
 
     app = create_app()
     client = app.test_client()
-    out = []
+    full, short = [], []
     with app.app_context():
         engine = db.engine
     conn = psycopg2.connect(side.url, connect_timeout=10)
@@ -440,20 +453,29 @@ def explain_lists(side: Dataset, endpoints: list[Endpoint], secret: str) -> str:
                 event.remove(engine, "before_cursor_execute", record)
             if response.status_code != 200:
                 raise SystemExit(f"EXPLAIN: {path} answered {response.status_code}")
-            out.append(f"### {endpoint.name}: GET {path}\n")
+            full.append(f"### {endpoint.name}: GET {path}\n")
+            plans, times = [], []
             for statement, parameters in statements:
                 with conn.cursor() as cur:
                     sql = cur.mogrify(statement, parameters).decode()
                     cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-                    plan = "\n".join(row[0] for row in cur.fetchall())
+                    plan = [row[0] for row in cur.fetchall()]
                 shown = sql if len(sql) <= 1500 else sql[:1500] + " [...]"
-                out.append(f"{shown}\n\n{plan}\n")
+                full.append(shown + "\n\n" + "\n".join(plan) + "\n")
+                plans.append("\n".join(line for line in plan if not PLAN_NOISE.search(line)))
+                times += [line.split(":")[1].strip() for line in plan if "Execution Time" in line]
+            short.append(
+                f"<details><summary>{endpoint.name}: <code>GET {html.escape(path)}</code>: "
+                f"{' + '.join(times)}</summary>\n\n```text\n"
+                + "\n\n".join(plans)
+                + "\n```\n\n</details>\n"
+            )
     finally:
         conn.close()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-    return "\n".join(out)
+    return "\n".join(full), "\n".join(short)
 
 
 # ---------------------------------------------------------------------------
@@ -579,8 +601,9 @@ def main() -> int:
         explained = [e for e in chosen if e.explain]
         if explained:
             log(f"EXPLAIN (ANALYZE, BUFFERS) of {len(explained)} lists on the large dataset")
-            text = explain_lists(sides[1], explained, secret)
-            (RESULTS / "scale-explain.txt").write_text(text)
+            full, short = explain_lists(sides[1], explained, secret)
+            (RESULTS / "scale-explain.txt").write_text(full)
+            (RESULTS / "scale-explain.md").write_text(short)
         for side in sides:
             side.server.stop()
             problems += after_run_problems(side)
