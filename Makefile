@@ -35,7 +35,7 @@ print(f"Login and register allow {DevelopmentConfig.RATELIMIT_AUTH} per client I
 endef
 export AUTH_LIMIT_LINE
 
-.PHONY: run test lint format venv clean bench
+.PHONY: run test lint format venv clean bench bench-scale
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ test: $(STAMP)
 bench: $(RUNTIME)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Cost against data size: 10,000 vs 3,000,000 tickets, one sequential client; see bench/README.md.
+bench-scale: $(RUNTIME)
+	$(BIN)/python bench/scale.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

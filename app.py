@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import database
+import replica
 import tokens
 from checks import ConfigError, admin_password_problem, database_url_problem, secret_problem
 from config import DevelopmentConfig, ProductionConfig, TestConfig
@@ -139,6 +140,7 @@ def register_extensions(app: Flask) -> None:
         for engine in db.engines.values():
             database.install(app, engine)
     guard_session_teardown(app)
+    replica.init_app(app)
     migrate.init_app(app, db, directory="migrations", compare_type=True, render_as_batch=True)
     jwt.init_app(app)
     limiter.init_app(app)

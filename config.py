@@ -44,6 +44,20 @@ def database_url(url: str | None) -> str:
     return url
 
 
+def replica_binds(url: str | None, connect_timeout: int) -> dict:
+    """SQLALCHEMY_BINDS for an optional read replica (replica.py routes reads to it).
+
+    The replica gets a short connect timeout, so a replica that does not answer
+    costs a request at most that long before it falls back to the primary.
+    """
+    if not url:
+        return {}
+    options = {"url": database_url(url), "pool_pre_ping": True}
+    if options["url"].startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": connect_timeout}
+    return {"replica": options}
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value.strip() == "":
@@ -73,6 +87,14 @@ class Config:
     DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
     # The health check's bound for everything it asks the database (ms).
     HEALTH_TIMEOUT_MS = env_int("HEALTH_TIMEOUT_MS", 1000)
+    # Optional read replica for the reads that tolerate a second of lag (replica.py).
+    # libpq's connect timeout is whole seconds, 2 at least.
+    REPLICA_CONNECT_TIMEOUT = max(2, env_int("REPLICA_CONNECT_TIMEOUT", 2))
+    SQLALCHEMY_BINDS = replica_binds(
+        os.environ.get("DATABASE_REPLICA_URL"), REPLICA_CONNECT_TIMEOUT
+    )
+    # After a replica failure, read from the primary for this long before trying again.
+    REPLICA_RETRY_SECONDS = env_int("REPLICA_RETRY_SECONDS", 10)
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", "")
     # Token lifetimes; create_app turns them into JWT_*_TOKEN_EXPIRES.
     JWT_ACCESS_MINUTES = env_int("JWT_ACCESS_MINUTES", 15)
@@ -130,6 +152,7 @@ class ProductionConfig(Config):
 class TestConfig(Config):
     TESTING = True
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("TEST_DATABASE_URL") or "sqlite://")
+    SQLALCHEMY_BINDS = {}  # tests/test_replica.py brings its own replica
     JWT_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
     CORS_ORIGINS = ["http://localhost:5173"]

@@ -23,7 +23,7 @@ that could not be taken) becomes `503 {"error": "Database unavailable, retry
 shortly"}` with `Retry-After` (see validation.register_error_handlers).
 """
 
-import select
+import select as io_select
 import socket
 import time
 import weakref
@@ -32,8 +32,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import event
+from sqlalchemy import event, select, update
 from sqlalchemy import exc as sa_exc
+
+from models import db
 
 try:  # psycopg2 is a runtime dependency, but SQLite alone needs none of this
     import psycopg2
@@ -101,6 +103,12 @@ def wait_with_deadline(connection) -> None:
     """
     limits = request_limits()
     deadline = None if limits is None else limits.client_deadline()
+    if connection.status == psycopg2.extensions.STATUS_SETUP:
+        # Connecting: libpq applies connect_timeout only to blocking connects.
+        seconds = psycopg2.extensions.parse_dsn(connection.dsn).get("connect_timeout")
+        if seconds:
+            connect_by = time.monotonic() + max(2, int(seconds))
+            deadline = connect_by if deadline is None else min(deadline, connect_by)
     while True:
         state = connection.poll()
         if state == psycopg2.extensions.POLL_OK:
@@ -112,7 +120,7 @@ def wait_with_deadline(connection) -> None:
         else:  # pragma: no cover - psycopg2 documents no other state
             raise psycopg2.OperationalError(f"bad state from poll: {state}")
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = select.select(readers, writers, [], timeout)
+        ready = io_select.select(readers, writers, [], timeout)
         if deadline is not None and not any(ready) and time.monotonic() >= deadline:
             raise DatabaseWaitTimeout("the database did not answer in time")
 
@@ -161,7 +169,7 @@ def client_gone() -> bool:
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _, _ = io_select.select([sock], [], [], 0)
         return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
     except (OSError, ValueError):  # reset, or already closed
         return True
@@ -200,3 +208,28 @@ def is_database_fault(error: BaseException) -> bool:
         # table is a deployment error (the health check reports it), not a fault.
         return "no such" not in message
     return False
+
+
+# ---------------------------------------------------------------------------
+# Running statements and taking row locks in the request's transaction
+# ---------------------------------------------------------------------------
+
+
+def run(statement, params: dict | None = None):
+    """Execute a prebuilt Core statement in the session's transaction, without
+    the ORM's per-statement machinery (plain rows, no identity map)."""
+    return db.session.connection().execute(statement, params or {})
+
+
+def lock_row(table, row_id: int) -> bool:
+    """Lock one row for the rest of the transaction; False if it does not exist.
+
+    PostgreSQL: SELECT ... FOR NO KEY UPDATE (foreign keys pointing at the row
+    may still be inserted). SQLite locks the whole database for the first
+    write, so a no-op UPDATE takes that lock now."""
+    key = table.c.id if hasattr(table, "c") else table.id
+    if db.session.get_bind().dialect.name == "sqlite":
+        statement = update(key.table).where(key == row_id).values({key.name: key})
+        return run(statement).rowcount == 1
+    statement = select(key).where(key == row_id).with_for_update(key_share=True)
+    return run(statement).first() is not None

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from replica import RoutingSession
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -51,7 +53,10 @@ class Base(DeclarativeBase):
 
 
 # expire_on_commit=False: a view reads what it just wrote without reloading it.
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+# RoutingSession sends the statements of @replica_reads views to the read replica.
+db = SQLAlchemy(
+    model_class=Base, session_options={"expire_on_commit": False, "class_": RoutingSession}
+)
 
 
 def utcnow() -> datetime:

@@ -72,6 +72,7 @@ from models import (
     db,
     utcnow,
 )
+from replica import replica_reads
 from tokens import issue_tokens
 from validation import (
     ApiError,
@@ -691,6 +692,7 @@ def lot_list() -> PageQuery:
 
 @api.route("/parking-lots", methods=["GET"])
 @jwt_required()
+@replica_reads
 def list_lots():
     rows, headers = paginate(lot_list())
     lots = [lot_dict(*row) for row in rows]
@@ -922,6 +924,7 @@ REPORT_LOT = select(
 @api.route("/parking-lots/<int:lot_id>/report", methods=["GET"])
 @jwt_required()
 @admin_required
+@replica_reads
 def lot_report(lot_id):
     """Per local day of the lot: tickets started and closed, revenue, average stay.
 
@@ -1053,6 +1056,7 @@ def spot_search(by_lot: bool, by_status: bool, by_kind: bool) -> PageQuery:
 
 
 @api.route("/spots", methods=["GET"])
+@replica_reads
 def list_spots():
     params = {
         "lot_id": query_int("lot_id", minimum=1),

@@ -34,6 +34,7 @@ from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from database import run
 from models import AuthUser, RevokedToken, User, db, utcnow
 from validation import ApiError
 
@@ -45,10 +46,6 @@ TOKEN_USER = select(
     *(getattr(User, field.name) for field in fields(AuthUser)),
     exists().where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")])).label("revoked"),
 ).where(User.id == bindparam("user_id"))
-
-
-def run(statement, params: dict):
-    return db.session.connection().execute(statement, params)
 
 
 def family_of(payload: dict) -> str:

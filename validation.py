@@ -26,15 +26,21 @@ MISSING = object()
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
+    """An answer with `{"error": message}` (plus `extra` keys, e.g. the balance
+    of a 402) and the status; raised anywhere, answered in one place."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict | None = None, extra: dict | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
-def error_response(status: int, message: str, headers: dict | None = None):
-    response = jsonify(error=message)
+def error_response(status: int, message: str, headers: dict | None = None, extra=None):
+    response = jsonify({"error": message, **(extra or {})})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -59,7 +65,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError):
         rollback_quietly()  # nothing half-done survives a refused request
-        return error_response(error.status, error.message, error.headers)
+        return error_response(error.status, error.message, error.headers, error.extra)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException):

@@ -19,7 +19,8 @@ Environment: BENCH_DATABASE_URL, BENCH_DURATION (10), BENCH_WARMUP (2),
 BENCH_CONNECTIONS (16, the read scenarios and the baseline), BENCH_ONLY
 (comma-separated scenario names), BENCH_KEEP_DB, BENCH_ACCESS_LOG (1, as in
 production; 0 turns gunicorn's access log off for both apps), WEB_CONCURRENCY (2),
-GUNICORN_THREADS (1).
+GUNICORN_THREADS (1), BENCH_APP_DATABASE_URL (what the API servers connect to,
+e.g. a PgBouncer in front of BENCH_DATABASE_URL's database; default: the same URL).
 """
 
 import argparse
@@ -495,7 +496,7 @@ def main() -> int:
     servers: list[Gunicorn] = []
     try:
         results["machine"].update(server_info(url))
-        env = app_env(url, secret)
+        env = app_env(os.environ.get("BENCH_APP_DATABASE_URL") or url, secret)
         migrated = subprocess.run(
             [str(BIN / "flask"), "db", "upgrade"],
             cwd=ROOT,

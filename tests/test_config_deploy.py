@@ -15,7 +15,8 @@ from flask import Flask
 from gunicorn.config import KNOWN_SETTINGS
 
 from app import create_app
-from config import ProductionConfig, database_url
+from config import ProductionConfig, database_url, replica_binds
+from models import db
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 GOOD_SECRET = "0123456789abcdef0123456789abcdef"
@@ -68,6 +69,37 @@ def test_database_url_defaults_to_sqlite_in_the_instance_folder(given):
     instance_path = Flask("app", root_path=ROOT, instance_relative_config=True).instance_path
 
     assert database_url(given) == "sqlite:///" + os.path.join(instance_path, "parking.db")
+
+
+@pytest.mark.parametrize("given", [None, ""])
+def test_the_read_replica_is_optional(given):
+    assert replica_binds(given, 2) == {}
+
+
+def test_the_read_replica_gets_the_driver_and_a_short_connect_timeout():
+    binds = replica_binds("postgres://reader@replica.internal:5432/parking", 3)
+
+    assert binds == {
+        "replica": {
+            "url": "postgresql+psycopg2://reader@replica.internal:5432/parking",
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": 3},
+        }
+    }
+
+
+def test_an_app_with_a_replica_has_a_replica_engine_and_the_primary_default():
+    app = create_app(
+        production_config(
+            JWT_SECRET_KEY=GOOD_SECRET, SQLALCHEMY_BINDS=replica_binds("sqlite://", 2)
+        )
+    )
+    with app.app_context():
+        assert set(db.engines) == {None, "replica"}
+        assert db.session.get_bind() is db.engines[None]  # outside a @replica_reads view
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 @pytest.mark.parametrize(
