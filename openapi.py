@@ -112,7 +112,7 @@ def _error(description: str) -> dict:
     return {"description": description, "content": _json(_schema_ref(Error))}
 
 
-def _body_example(component: dict, components: dict) -> dict:
+def _body_example(component: dict) -> dict:
     """The model's own example, or one assembled from its fields' examples."""
     if component.get("examples"):
         return component["examples"][0]
@@ -211,9 +211,11 @@ def _success(spec: Endpoint) -> dict:
     else:
         description = "Created" if spec.status == 201 else "Success"
     content = _json(_schema_ref(spec.response)) if spec.response is not None else {}
-    for media_type, text in spec.content.items():
+    for media_type in spec.content:
         content[media_type] = {"schema": {"type": "string"}}
-        description += f"; {media_type}: {text}"
+    texts = list(dict.fromkeys(spec.content.values()))  # each once, in order
+    if texts:
+        description = "; ".join(texts if spec.response is None else [description, *texts])
     success: dict[str, Any] = {"description": description, "content": content}
     if spec.paginated:
         success["headers"] = PAGINATION_HEADERS
@@ -256,7 +258,7 @@ def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
         component = components[spec.body.__name__]
         operation["requestBody"] = {
             "required": not _accepts_empty(spec.body),
-            "content": _json(_schema_ref(spec.body), _body_example(component, components)),
+            "content": _json(_schema_ref(spec.body), _body_example(component)),
         }
     operation["responses"] = {str(spec.status): _success(spec), **_errors(app, rule, spec)}
     operation["security"] = spec.auth.security() if spec.auth is not None else []

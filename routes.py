@@ -2,6 +2,10 @@
 
 Views query the models directly. Each section starts with a header comment;
 search for the URL (e.g. `"/parking-lots/<int:lot_id>/report"`) to find a view.
+Each view is declared with `@endpoint(...)` (endpoints.py): who may call it,
+its body and query models and its answer (schemas.py). The view receives the
+validated `body` / `query` and does only the work; the declaration is also its
+entry in the OpenAPI document.
 
 Concurrency: the rules that must hold under concurrent requests (one open
 ticket per spot and per vehicle, one checkout per ticket) are guaranteed by
@@ -770,7 +774,7 @@ REPORT_LOT = select(
     auth=ADMIN,
     query=schemas.ReportQuery,
     response=schemas.Report,
-    content={"text/csv": "the days as CSV rows with `format=csv`"},
+    content={"text/csv": "or, with `format=csv`, the days as CSV rows"},
     errors={404: "Parking lot not found"},
 )
 def lot_report(lot_id, query: schemas.ReportQuery):
@@ -1307,7 +1311,7 @@ def openapi_json():
 @endpoint(
     tag="Docs",
     summary="Interactive documentation (Swagger UI)",
-    content={"text/html": "the page"},
+    content={"text/html": "The HTML page"},
 )
 def docs():
     page = openapi.docs_page(
@@ -1321,7 +1325,7 @@ def docs():
 @endpoint(
     tag="Docs",
     summary="A Swagger UI asset, served by the app (no CDN)",
-    content=dict.fromkeys(sorted(set(openapi.DOCS_ASSETS.values())), "the file"),
+    content=dict.fromkeys(sorted(set(openapi.DOCS_ASSETS.values())), "The file"),
     path={"filename": {"type": "string", "enum": sorted(openapi.DOCS_ASSETS)}},
     errors={404: "Not found"},
 )

@@ -319,6 +319,29 @@ def Secret(message: str, *, example: str = "password123"):
     )
 
 
+def _refresh_token(value: Any) -> str | None:
+    # Not stripped, and "" is not absent: it is checked (and refused) as a token.
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > REFRESH_TOKEN_MAX:
+        raise fail("refresh_token must be a refresh token string")
+    return value
+
+
+# A refresh token to revoke too (logout): any string up to the limit, checked by the view.
+RefreshToken = _field(
+    str | None,
+    _refresh_token,
+    _doc(
+        {"type": "string", "maxLength": REFRESH_TOKEN_MAX},
+        None,
+        "Also revoke this refresh token",
+        nullable=True,
+    ),
+    None,
+)
+
+
 # ---------------------------------------------------------------------------
 # Query-string helpers: raw strings; "" is the same as absent
 # ---------------------------------------------------------------------------
@@ -577,29 +600,10 @@ class LoginRequest(Body):
     password: Secret("Email and password are required")
 
 
-def _refresh_token(value: Any) -> str | None:
-    # Not stripped, and "" is not absent: it is checked (and refused) as a token.
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > REFRESH_TOKEN_MAX:
-        raise fail("refresh_token must be a refresh token string")
-    return value
-
-
 class LogoutRequest(Body):
     model_config = example({})
 
-    refresh_token: _field(
-        str | None,
-        _refresh_token,
-        _doc(
-            {"type": "string", "maxLength": REFRESH_TOKEN_MAX},
-            None,
-            "Also revoke this refresh token",
-            nullable=True,
-        ),
-        None,
-    ) = None
+    refresh_token: RefreshToken
 
 
 class ChangePasswordRequest(Body):
