@@ -5,7 +5,7 @@ same declaration validates the input (with the project's exact error messages),
 checks the output in tests and generates the OpenAPI document (openapi.py), so
 a field's type, limits, example and message live in one place.
 
-Adding an endpoint (see routes.py for forty examples):
+Adding an endpoint (routes.py has thirty examples):
 
 1. Declare its input here: a `Body` subclass for a JSON body, a `Query` subclass
    for the query string, fields built with the helpers below in the order the
@@ -28,8 +28,16 @@ final message, plus the JSON schema (type, limits, enum, example) that the
 document shows for exactly that rule. Unknown body and query fields are
 ignored (the model is the whitelist of what a view can read).
 
-`{field}` in a message is the field's name as the client spelled it;
-`validation_error()` turns pydantic's first error into `ApiError(400, ...)`.
+Conventions:
+- `name: Str(64, required="...")` must be present and non-blank; with `= None`
+  after it (PATCH bodies) it may be absent, but null or blank is refused. The
+  view applies `body.model_fields_set`, the fields the client sent.
+- The document's request example is the model's `example({...})` config, or
+  else the fields' own `example=` values put together.
+- The body and query are validated before the view runs, so an invalid request
+  is refused before any database work (and before a 404 for its path id).
+- `{field}` in a message is the field's name as the client spelled it;
+  `validation_error()` turns pydantic's first error into `ApiError(400, ...)`.
 """
 
 import math
