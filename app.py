@@ -31,15 +31,8 @@ import tokens
 from checks import ConfigError, admin_password_problem, database_url_problem, secret_problem
 from config import DevelopmentConfig, ProductionConfig, TestConfig
 from models import RevokedToken, User, db, utcnow
-from routes import (
-    EMAIL_MAX,
-    EMAIL_RE,
-    USERNAME_MAX,
-    api,
-    hash_password,
-    limiter,
-    normalise_email,
-)
+from routes import api, hash_password, limiter
+from schemas import EMAIL_MAX, EMAIL_RE, USERNAME_MAX
 from validation import ApiError, IdConverter, error_response, register_error_handlers
 
 jwt = JWTManager()
@@ -318,7 +311,7 @@ def register_commands(app: Flask) -> None:
         (`flask promote EMAIL` makes that account an admin, password unchanged).
         """
         interactive = not os.environ.get("ADMIN_EMAIL")
-        email = normalise_email(os.environ.get("ADMIN_EMAIL") or click.prompt("E-mail"))
+        email = (os.environ.get("ADMIN_EMAIL") or click.prompt("E-mail")).strip().lower()
         if len(email) > EMAIL_MAX or not EMAIL_RE.match(email):
             raise click.ClickException(f"Not an e-mail address: {email}")
         existing = db.session.scalar(select(User).where(User.email == email))

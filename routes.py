@@ -2,6 +2,10 @@
 
 Views query the models directly. Each section starts with a header comment;
 search for the URL (e.g. `"/parking-lots/<int:lot_id>/report"`) to find a view.
+Each view is declared with `@endpoint(...)` (endpoints.py): who may call it,
+its body and query models and its answer (schemas.py). The view receives the
+validated `body` / `query` and does only the work; the declaration is also its
+entry in the OpenAPI document.
 
 Concurrency: the rules that must hold under concurrent requests (one open
 ticket per spot and per vehicle, one checkout per ticket) are guaranteed by
@@ -23,21 +27,16 @@ statement (it rides on the read each of them starts with).
 
 import csv
 import io
-import re
-from datetime import UTC, date, datetime, time, timedelta
-from functools import cache, lru_cache, wraps
-from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, time, timedelta
+from functools import cache, lru_cache
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_jwt_extended import (
     current_user,
     decode_token,
     get_jwt,
-    jwt_required,
 )
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -56,12 +55,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import openapi
+import schemas
 import tokens
-from billing import CURRENCIES, Tariff, fee_for
+from billing import Tariff, fee_for
 from checks import cached_schema_problem
 from database import RETRY_AFTER_SECONDS, bounded
+from endpoints import ADMIN, REFRESH, USER, endpoint
 from models import (
-    SPOT_KINDS,
     SPOT_STATUSES,
     ParkingLot,
     ParkingSpot,
@@ -72,45 +73,13 @@ from models import (
     db,
     utcnow,
 )
+from pagination import PageQuery, paginate
+from ratelimit import account_rate_limit, auth_rate_limits, limiter
 from replica import replica_reads
 from tokens import issue_tokens
-from validation import (
-    ApiError,
-    get_choice,
-    get_int,
-    get_str,
-    json_body,
-    query_bool,
-    query_choice,
-    query_int,
-    request_json,
-    rollback_quietly,
-)
+from validation import ApiError, rollback_quietly
 
 api = Blueprint("api", __name__)
-
-limiter = Limiter(
-    key_func=get_remote_address,
-    default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
-    headers_enabled=True,
-)
-
-
-@limiter.request_filter
-def limits_switched_off() -> bool:
-    """The limiter object is shared by every app in the process (tests build
-    many); an app built with RATELIMIT_ENABLED=false is never limited."""
-    return not current_app.config["RATELIMIT_ENABLED"]
-
-
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-USERNAME_MAX, EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX = 64, 254, 8, 128
-PLATE_MAX, VEHICLE_TYPE_MAX = 16, 32
-LOT_NAME_MAX, LOCATION_MAX, SPOT_NUMBER_MAX, PREFIX_MAX = 120, 255, 32, 16
-MAX_SPOTS_PER_REQUEST = 2000
-MAX_RATE = 10_000_000  # 100,000.00 per hour in a two-decimal currency
-MAX_QUOTE_MINUTES = 366 * 24 * 60
-MAX_REPORT_DAYS = 366
 
 
 def now() -> datetime:
@@ -120,85 +89,6 @@ def now() -> datetime:
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def admin_required(view):
-    """After @jwt_required: the user row (not the token's claim) must be an admin."""
-
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            raise ApiError(403, "Admin privileges required")
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-# Characters Werkzeug's url_for leaves unescaped in query strings.
-QUERY_SAFE = "!$'()*,/:;?@"
-
-
-class PageQuery:
-    """A list query built once: its page (LIMIT and OFFSET as bind parameters)
-    and its count. The busy lists keep one per shape (functools.cache), because
-    building a statement and its cache key costs more CPU than running it.
-
-    `plain=True`: the statement selects columns only, and its rows skip the
-    ORM's loading machinery (run on the session's connection, same transaction).
-    `count_in_page=True`: the page also carries count(*) OVER (), so a full
-    page needs no second statement; for short lists (lots), where counting
-    every row before the LIMIT costs nothing.
-    """
-
-    def __init__(self, stmt, *order_by, plain: bool = False, count_in_page: bool = False):
-        self.plain = plain
-        self.count_in_page = count_in_page
-        page = stmt.add_columns(func.count().over()) if count_in_page else stmt
-        self.rows = (
-            page.order_by(*order_by).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
-        )
-        self.count = select(func.count()).select_from(stmt.order_by(None).subquery())
-
-
-def paginate(query, *order_by, params: dict | None = None):
-    """Run one page of `query` (a select, or a PageQuery run with `params`) and
-    a count; return (rows, pagination headers).
-
-    At most two SQL statements whatever the size of the table: a page that is
-    not full is the last one, so it gives the total without a count.
-    """
-    if not isinstance(query, PageQuery):
-        query = PageQuery(query, *order_by)
-    params = params or {}
-    page = query_int("page", default=1, minimum=1, maximum=1_000_000)
-    per_page = query_int("per_page", default=100, minimum=1, maximum=1000)
-    execute = run if query.plain else db.session.execute
-    rows = execute(
-        query.rows, {**params, "page_limit": per_page, "page_offset": (page - 1) * per_page}
-    ).all()
-    total = None
-    if query.count_in_page and rows:
-        total = rows[0][-1]
-        rows = [row[:-1] for row in rows]
-    elif len(rows) < per_page and (rows or page == 1):
-        total = (page - 1) * per_page + len(rows)
-    if total is None:
-        total = execute(query.count, params).scalar()
-    last = max(1, -(-total // per_page))
-    args = request.args.to_dict()
-    base = request.base_url  # what url_for(request.endpoint, _external=True) builds, cheaper
-
-    def link(target: int, rel: str) -> str:
-        query = urlencode({**args, "page": target, "per_page": per_page}, safe=QUERY_SAFE)
-        return f'<{base}?{query}>; rel="{rel}"'
-
-    links = [link(1, "first")]
-    if page > 1:
-        links.append(link(min(page - 1, last), "prev"))
-    if page < last:
-        links.append(link(page + 1, "next"))
-    links.append(link(last, "last"))
-    return rows, {"X-Total-Count": str(total), "Link": ", ".join(links)}
 
 
 def run(statement, params: dict):
@@ -223,6 +113,16 @@ def commit_or(status: int, message: str) -> None:
 
 @api.route("/test-db", methods=["GET"])
 @limiter.exempt
+@endpoint(
+    tag="Health",
+    summary="Check the database connection and schema (the health check)",
+    response=schemas.Message,
+    errors={
+        503: "The database does not answer within a second (`Database connection failed: "
+        "<error class>`), or its schema is behind the code's revision, e.g. `Database schema "
+        "is at 0003, code expects 0006: run flask db upgrade`"
+    },
+)
 def test_db():
     """Render's health check: 200 only when the database answers within
     HEALTH_TIMEOUT_MS (connecting included) and its schema is at the code's
@@ -268,62 +168,19 @@ def user_to_dict(user: User) -> dict:
     return {"id": user.id, "username": user.username, "email": user.email, "role": user.role}
 
 
-def normalise_email(value: str | None) -> str | None:
-    return value.strip().lower() if value else value
-
-
-def email_rate_key() -> str:
-    """Rate-limit key for login/register: the account e-mail in the body."""
-    data = request_json()
-    email = data.get("email") if isinstance(data, dict) else None
-    return "email:" + (email.strip().lower()[:EMAIL_MAX] if isinstance(email, str) else "")
-
-
-def auth_rate_limits(view):
-    """Per client IP and per account e-mail (RATELIMIT_AUTH, e.g. 10 per minute)."""
-    auth_limit = lambda: current_app.config["RATELIMIT_AUTH"]  # noqa: E731
-    view = limiter.limit(auth_limit, key_func=email_rate_key, scope="auth-email")(view)
-    return limiter.limit(auth_limit, key_func=get_remote_address, scope="auth-ip")(view)
-
-
-def account_rate_limit(view):
-    """Per account (RATELIMIT_AUTH), below @jwt_required: a stolen access token
-    must not become an oracle for guessing the current password."""
-    auth_limit = lambda: current_app.config["RATELIMIT_AUTH"]  # noqa: E731
-    account = lambda: "user:" + get_jwt()["sub"]  # noqa: E731
-    return limiter.limit(auth_limit, key_func=account, scope="auth-account")(view)
-
-
-def read_new_password(data: dict, field: str) -> str:
-    password = data.get(field)
-    if not isinstance(password, str):
-        raise ApiError(400, f"{field} must be a string")
-    if "\x00" in password:
-        raise ApiError(400, f"{field} must not contain NUL characters")
-    if len(password) < PASSWORD_MIN:
-        raise ApiError(400, f"Password must be at least {PASSWORD_MIN} characters")
-    if len(password) > PASSWORD_MAX:
-        raise ApiError(400, f"Password must be at most {PASSWORD_MAX} characters")
-    return password
 
 
 @api.route("/register", methods=["POST"])
-@auth_rate_limits
-def register():
-    data = json_body()
-    if not all(data.get(field) for field in ("username", "email", "password")):
-        raise ApiError(400, "All fields are required")
-    username = get_str(
-        data, "username", max_length=USERNAME_MAX, required=True, message="All fields are required"
-    )
-    email = normalise_email(
-        get_str(
-            data, "email", max_length=EMAIL_MAX, required=True, message="All fields are required"
-        )
-    )
-    if not EMAIL_RE.match(email):
-        raise ApiError(400, "Invalid email format")
-    password = read_new_password(data, "password")
+@endpoint(
+    tag="Accounts",
+    summary="Register a driver account",
+    body=schemas.RegisterRequest,
+    response=(schemas.Session, 201),
+    limits=[auth_rate_limits],
+    description="Always creates a `driver`; a `role` key in the body is ignored.",
+)
+def register(body: schemas.RegisterRequest):
+    username, email, password = body.username, body.email, body.password
 
     def taken() -> None:
         if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
@@ -346,29 +203,33 @@ def register():
 
 
 @api.route("/login", methods=["POST"])
-@auth_rate_limits
-def login():
-    data = json_body()
-    email = normalise_email(
-        get_str(
-            data,
-            "email",
-            max_length=EMAIL_MAX,
-            required=True,
-            message="Email and password are required",
-        )
-    )
-    password = data.get("password")
-    if not isinstance(password, str) or not password:
-        raise ApiError(400, "Email and password are required")
-    user = db.session.scalar(select(User).where(User.email == email))
-    if not password_matches(user, password[: PASSWORD_MAX + 1]):
+@endpoint(
+    tag="Accounts",
+    summary="Log in",
+    body=schemas.LoginRequest,
+    response=schemas.Session,
+    errors={401: "Invalid email or password"},
+    limits=[auth_rate_limits],
+)
+def login(body: schemas.LoginRequest):
+    user = db.session.scalar(select(User).where(User.email == body.email))
+    if not password_matches(user, body.password):
         raise ApiError(401, "Invalid email or password")
     return {"user": user_to_dict(user), **issue_tokens(user)}
 
 
 @api.route("/token/refresh", methods=["POST"])
-@jwt_required(refresh=True)
+@endpoint(
+    tag="Accounts",
+    summary="Exchange a refresh token for a new token pair",
+    auth=REFRESH,
+    response=schemas.Tokens,
+    description=(
+        "Send the **refresh** token as the bearer token. It is rotated: the old "
+        "one is revoked. Presenting it again within a few seconds (a retry) gives "
+        "the same new pair; later, it revokes every token of the user."
+    ),
+)
 def refresh_token():
     """Rotate: the presented refresh token is revoked and a new pair issued;
     a retry within the leeway gets the same pair, a later reuse revokes every
@@ -377,14 +238,17 @@ def refresh_token():
 
 
 @api.route("/logout", methods=["POST"])
-@jwt_required()
-def logout():
-    data = json_body()
+@endpoint(
+    tag="Accounts",
+    summary="Revoke the access token (and optionally a refresh token)",
+    auth=USER,
+    body=schemas.LogoutRequest,
+    response=schemas.Message,
+)
+def logout(body: schemas.LogoutRequest):
     refresh_payload = None
-    refresh = data.get("refresh_token")
+    refresh = body.refresh_token
     if refresh is not None:
-        if not isinstance(refresh, str) or len(refresh) > 4096:
-            raise ApiError(400, "refresh_token must be a refresh token string")
         try:
             refresh_payload = decode_token(refresh, allow_expired=True)
         except Exception:  # any decoding failure: not one of our refresh tokens
@@ -398,25 +262,26 @@ def logout():
 
 
 @api.route("/me", methods=["GET"])
-@jwt_required()
+@endpoint(tag="Accounts", summary="The authenticated user", auth=USER, response=schemas.User)
 def me():
     return user_to_dict(current_user)
 
 
 @api.route("/me/password", methods=["PATCH"])
-@jwt_required()
-@account_rate_limit
-def change_password():
+@endpoint(
+    tag="Accounts",
+    summary="Change the password; every earlier token stops working",
+    auth=USER,
+    body=schemas.ChangePasswordRequest,
+    response=schemas.PasswordChanged,
+    limits=[account_rate_limit],
+)
+def change_password(body: schemas.ChangePasswordRequest):
     """Change the password; every token issued before stops working."""
-    data = json_body()
-    current = data.get("current_password")
-    if not isinstance(current, str) or not current:
-        raise ApiError(400, "current_password is required")
-    new = read_new_password(data, "new_password")
     user = db.session.get(User, current_user.id)
-    if not check_password_hash(user.password_hash, current[: PASSWORD_MAX + 1]):
+    if not check_password_hash(user.password_hash, body.current_password):
         raise ApiError(400, "Current password is incorrect")
-    user.password_hash = hash_password(new)
+    user.password_hash = hash_password(body.new_password)
     user.token_version += 1
     db.session.commit()
     return {"message": "Password changed", **issue_tokens(user)}
@@ -436,16 +301,6 @@ def vehicle_to_dict(vehicle: Vehicle) -> dict:
     }
 
 
-def normalise_plate(value: str) -> str:
-    """Upper case, inner whitespace collapsed: "kcb 123a" and "KCB  123A" are one plate."""
-    plate = " ".join(value.split()).upper()
-    if not all(ch.isalnum() or ch in " -" for ch in plate):
-        raise ApiError(400, "Plate number may contain only letters, digits, spaces and hyphens")
-    if len(plate) > PLATE_MAX:
-        raise ApiError(400, f"plate_number must be at most {PLATE_MAX} characters")
-    return plate
-
-
 def own_vehicle(vehicle_id: int, message: str = "Vehicle not found") -> Vehicle:
     vehicle = db.session.get(Vehicle, vehicle_id)
     if vehicle is None or vehicle.deleted_at or vehicle.user_id != current_user.id:
@@ -454,54 +309,73 @@ def own_vehicle(vehicle_id: int, message: str = "Vehicle not found") -> Vehicle:
 
 
 @api.route("/vehicles", methods=["GET"])
-@jwt_required()
-def list_vehicles():
+@endpoint(
+    tag="Vehicles",
+    summary="List the caller's vehicles",
+    auth=USER,
+    query=schemas.Pagination,
+    response=list[schemas.Vehicle],
+    paginated=True,
+)
+def list_vehicles(query: schemas.Pagination):
     stmt = select(Vehicle).where(Vehicle.user_id == current_user.id, Vehicle.deleted_at.is_(None))
-    rows, headers = paginate(stmt, Vehicle.id)
+    rows, headers = paginate(stmt, Vehicle.id, pages=query)
     return jsonify([vehicle_to_dict(vehicle) for (vehicle,) in rows]), 200, headers
 
 
 @api.route("/vehicles", methods=["POST"])
-@jwt_required()
-def create_vehicle():
-    data = json_body()
-    plate = get_str(
-        data, "plate_number", max_length=64, required=True, message="Plate number is required"
-    )
-    vehicle = Vehicle(
-        plate_number=normalise_plate(plate),
-        type=get_str(data, "type", max_length=VEHICLE_TYPE_MAX),
-        user_id=current_user.id,
-    )
+@endpoint(
+    tag="Vehicles",
+    summary="Register a vehicle",
+    auth=USER,
+    body=schemas.VehicleCreate,
+    response=(schemas.Vehicle, 201),
+    errors={409: "Vehicle already registered"},
+)
+def create_vehicle(body: schemas.VehicleCreate):
+    vehicle = Vehicle(plate_number=body.plate_number, type=body.type, user_id=current_user.id)
     db.session.add(vehicle)
     commit_or(409, "Vehicle already registered")
     return vehicle_to_dict(vehicle), 201
 
 
 @api.route("/vehicles/<int:vehicle_id>", methods=["GET"])
-@jwt_required()
+@endpoint(
+    tag="Vehicles",
+    summary="One of the caller's vehicles",
+    auth=USER,
+    response=schemas.Vehicle,
+    errors={404: "Vehicle not found"},
+)
 def get_vehicle(vehicle_id):
     return vehicle_to_dict(own_vehicle(vehicle_id))
 
 
 @api.route("/vehicles/<int:vehicle_id>", methods=["PATCH"])
-@jwt_required()
-def update_vehicle(vehicle_id):
+@endpoint(
+    tag="Vehicles",
+    summary="Edit a vehicle's plate or type",
+    auth=USER,
+    body=schemas.VehicleUpdate,
+    response=schemas.Vehicle,
+    errors={404: "Vehicle not found", 409: "Vehicle already registered"},
+)
+def update_vehicle(vehicle_id, body: schemas.VehicleUpdate):
     vehicle = own_vehicle(vehicle_id)
-    data = json_body()
-    if "plate_number" in data:
-        plate = get_str(
-            data, "plate_number", max_length=64, required=True, message="Plate number is required"
-        )
-        vehicle.plate_number = normalise_plate(plate)
-    if "type" in data:
-        vehicle.type = get_str(data, "type", max_length=VEHICLE_TYPE_MAX)
+    for name in body.model_fields_set:  # only the fields sent
+        setattr(vehicle, name, getattr(body, name))
     commit_or(409, "Vehicle already registered")
     return vehicle_to_dict(vehicle)
 
 
 @api.route("/vehicles/<int:vehicle_id>", methods=["DELETE"])
-@jwt_required()
+@endpoint(
+    tag="Vehicles",
+    summary="Delete a vehicle (its ticket history stays)",
+    auth=USER,
+    response=schemas.VehicleDeleted,
+    errors={404: "Vehicle not found", 409: "Vehicle is parked"},
+)
 def delete_vehicle(vehicle_id):
     """Hide the vehicle from its owner; its tickets and receipts stay."""
     own_vehicle(vehicle_id)
@@ -591,47 +465,10 @@ def active_lot(lot_id: int, lock: bool = False) -> ParkingLot:
     return lot
 
 
-def read_lot_fields(data: dict, lot: ParkingLot) -> None:
-    """Copy the editable, validated fields present in `data` onto `lot`."""
-    if "name" in data:
-        lot.name = get_str(
-            data,
-            "name",
-            max_length=LOT_NAME_MAX,
-            required=True,
-            message="Name and location are required",
-        )
-    if "location" in data:
-        lot.location = get_str(
-            data,
-            "location",
-            max_length=LOCATION_MAX,
-            required=True,
-            message="Name and location are required",
-        )
-    if "timezone" in data:
-        zone = get_str(data, "timezone", max_length=64, required=True)
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
-            raise ApiError(
-                400, "timezone must be an IANA time zone name, e.g. Africa/Nairobi"
-            ) from None
-        lot.timezone = zone
-    if "currency" in data:
-        currency = get_str(data, "currency", max_length=3, required=True).upper()
-        if currency not in CURRENCIES:
-            raise ApiError(400, "currency must be an ISO 4217 code, e.g. KES")
-        lot.currency = currency
-    for field, low, high in (
-        ("hourly_rate", 0, MAX_RATE),
-        ("billing_increment_minutes", 1, 1440),
-        ("grace_minutes", 0, 1440),
-    ):
-        if field in data:
-            setattr(lot, field, get_int(data, field, required=True, minimum=low, maximum=high))
-    if "daily_max" in data:
-        lot.daily_max = get_int(data, "daily_max", minimum=0, maximum=MAX_RATE * 24)
+def set_lot_fields(lot: ParkingLot, body: schemas.LotFields) -> None:
+    """Copy the editable fields the body sent onto `lot`."""
+    for name in body.model_fields_set & schemas.LOT_FIELDS:
+        setattr(lot, name, getattr(body, name))
 
 
 def spot_rows(lot_id: int, numbers: list[str], kind: str) -> list[dict]:
@@ -642,13 +479,8 @@ def spot_rows(lot_id: int, numbers: list[str], kind: str) -> list[dict]:
     ]
 
 
-def read_spot_batch(
-    data: dict, *, count_field: str, prefix_field: str, maximum: int, minimum: int
-) -> tuple[list[str], str]:
-    count = get_int(data, count_field, default=0, minimum=minimum, maximum=maximum)
-    prefix = get_str(data, prefix_field, max_length=PREFIX_MAX, strip=True) or ""
-    kind = get_choice(data, "kind", SPOT_KINDS, default="standard")
-    return [f"{prefix}{n}" for n in range(1, count + 1)], kind
+def spot_numbers(prefix: str | None, count: int) -> list[str]:
+    return [f"{prefix or ''}{n}" for n in range(1, count + 1)]
 
 
 def insert_spots(rows: list[dict]) -> None:
@@ -691,33 +523,36 @@ def lot_list() -> PageQuery:
 
 
 @api.route("/parking-lots", methods=["GET"])
-@jwt_required()
+@endpoint(
+    tag="Parking lots",
+    summary="List parking lots",
+    auth=USER,
+    query=schemas.Pagination,
+    response=list[schemas.Lot],
+    paginated=True,
+)
 @replica_reads
-def list_lots():
-    rows, headers = paginate(lot_list())
+def list_lots(query: schemas.Pagination):
+    rows, headers = paginate(lot_list(), pages=query)
     lots = [lot_dict(*row) for row in rows]
     return jsonify(lots), 200, headers
 
 
 @api.route("/parking-lots", methods=["POST"])
-@jwt_required()
-@admin_required
-def create_lot():
-    data = json_body()
-    if not data.get("name") or not data.get("location"):
-        raise ApiError(400, "Name and location are required")
+@endpoint(
+    tag="Parking lots",
+    summary="Create a parking lot, optionally with spots (admin)",
+    auth=ADMIN,
+    body=schemas.LotCreate,
+    response=(schemas.LotCreated, 201),
+)
+def create_lot(body: schemas.LotCreate):
     lot = ParkingLot(timezone="UTC", currency=current_app.config["DEFAULT_CURRENCY"])
-    read_lot_fields(data, lot)
-    numbers, kind = read_spot_batch(
-        data,
-        count_field="spot_count",
-        prefix_field="spot_prefix",
-        minimum=0,
-        maximum=MAX_SPOTS_PER_REQUEST,
-    )
+    set_lot_fields(lot, body)
+    numbers = spot_numbers(body.spot_prefix, body.spot_count)
     db.session.add(lot)
     db.session.flush()
-    insert_spots(spot_rows(lot.id, numbers, kind))
+    insert_spots(spot_rows(lot.id, numbers, body.kind))
     db.session.commit()
     return {
         "message": "Parking lot created",
@@ -727,7 +562,13 @@ def create_lot():
 
 
 @api.route("/parking-lots/<int:lot_id>", methods=["GET"])
-@jwt_required()
+@endpoint(
+    tag="Parking lots",
+    summary="One lot with spot counts by status and kind",
+    auth=USER,
+    response=schemas.LotDetail,
+    errors={404: "Parking lot not found"},
+)
 def get_lot(lot_id):
     lot = active_lot(lot_id)
     rows = db.session.execute(
@@ -751,13 +592,18 @@ def get_lot(lot_id):
 
 
 @api.route("/parking-lots/<int:lot_id>", methods=["PATCH"])
-@jwt_required()
-@admin_required
-def update_lot(lot_id):
+@endpoint(
+    tag="Parking lots",
+    summary="Edit a lot (admin)",
+    auth=ADMIN,
+    body=schemas.LotFields,
+    response=schemas.Lot,
+    errors={404: "Parking lot not found", 409: "Currency cannot change once the lot has tickets"},
+)
+def update_lot(lot_id, body: schemas.LotFields):
     lot = active_lot(lot_id)
-    data = json_body()
     old_currency = lot.currency
-    read_lot_fields(data, lot)
+    set_lot_fields(lot, body)
     if lot.currency != old_currency and db.session.scalar(
         select(exists().where(Ticket.lot_id == lot_id))
     ):
@@ -767,8 +613,13 @@ def update_lot(lot_id):
 
 
 @api.route("/parking-lots/<int:lot_id>", methods=["DELETE"])
-@jwt_required()
-@admin_required
+@endpoint(
+    tag="Parking lots",
+    summary="Archive a lot; its ticket history stays (admin)",
+    auth=ADMIN,
+    response=schemas.LotArchived,
+    errors={404: "Parking lot not found", 409: "Parking lot has open tickets"},
+)
 def archive_lot(lot_id):
     """Archive: the lot leaves lists and bookings, its ticket history stays.
 
@@ -795,25 +646,22 @@ def archive_lot(lot_id):
 
 
 @api.route("/parking-lots/<int:lot_id>/spots", methods=["POST"])
-@jwt_required()
-@admin_required
-def create_spots(lot_id):
+@endpoint(
+    tag="Parking lots",
+    summary="Add one spot or a numbered batch (admin)",
+    auth=ADMIN,
+    body=schemas.SpotsCreate,
+    response=(list[schemas.Spot], 201),
+    errors={404: "Parking lot not found", 409: "Spot number already exists in this lot"},
+)
+def create_spots(lot_id, body: schemas.SpotsCreate):
     active_lot(lot_id, lock=True)  # an archive in progress finishes first
-    data = json_body()
-    if data.get("spot_number") is not None:
-        number = get_str(data, "spot_number", max_length=SPOT_NUMBER_MAX, required=True)
-        numbers = [number]
-        kind = get_choice(data, "kind", SPOT_KINDS, default="standard")
-    elif data.get("count") is not None:
-        numbers, kind = read_spot_batch(
-            data,
-            count_field="count",
-            prefix_field="prefix",
-            minimum=1,
-            maximum=MAX_SPOTS_PER_REQUEST,
-        )
+    spots = body.root  # one spot or a batch, as the body says
+    if isinstance(spots, schemas.OneSpot):
+        numbers = [spots.spot_number]
     else:
-        raise ApiError(400, "Give spot_number, or count (and prefix) for a batch")
+        numbers = spot_numbers(spots.prefix, spots.count)
+    kind = spots.kind
     # A batch's numbers fit the column: a 16-character prefix plus at most 4 digits.
     insert_spots(spot_rows(lot_id, numbers, kind))
     commit_or(409, "Spot number already exists in this lot")
@@ -827,12 +675,17 @@ def create_spots(lot_id):
 
 
 @api.route("/parking-lots/<int:lot_id>/quote", methods=["GET"])
-@jwt_required()
-def quote(lot_id):
+@endpoint(
+    tag="Parking lots",
+    summary="Price of a planned stay",
+    auth=USER,
+    query=schemas.QuoteQuery,
+    response=schemas.Quote,
+    errors={404: "Parking lot not found"},
+)
+def quote(lot_id, query: schemas.QuoteQuery):
     lot = active_lot(lot_id)
-    minutes = query_int("minutes", minimum=0, maximum=MAX_QUOTE_MINUTES)
-    if minutes is None:
-        raise ApiError(400, "minutes is required")
+    minutes = query.minutes
     amount, breakdown = fee_for(timedelta(minutes=minutes), Tariff.of(lot))
     return {
         "minutes": minutes,
@@ -841,19 +694,6 @@ def quote(lot_id):
         "tariff": tariff_to_dict(lot),
         "breakdown": breakdown,
     }
-
-
-def query_date(name: str) -> date:
-    raw = request.args.get(name)
-    if not raw:
-        raise ApiError(400, f"{name} is required (YYYY-MM-DD)")
-    try:
-        # fromisoformat alone would also take "20260115" and week dates like "2026-W03-4".
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a date in the form YYYY-MM-DD") from None
 
 
 REPORT_COLUMNS = ("date", "tickets_started", "tickets_closed", "revenue", "average_stay_minutes")
@@ -922,10 +762,17 @@ REPORT_LOT = select(
 
 
 @api.route("/parking-lots/<int:lot_id>/report", methods=["GET"])
-@jwt_required()
-@admin_required
+@endpoint(
+    tag="Parking lots",
+    summary="Daily tickets, revenue and average stay in the lot's time zone (admin)",
+    auth=ADMIN,
+    query=schemas.ReportQuery,
+    response=schemas.Report,
+    content={"text/csv": "or, with `format=csv`, the days as CSV rows"},
+    errors={404: "Parking lot not found"},
+)
 @replica_reads
-def lot_report(lot_id):
+def lot_report(lot_id, query: schemas.ReportQuery):
     """Per local day of the lot: tickets started and closed, revenue, average stay.
 
     Day boundaries are computed in the lot's time zone (so DST days have 23 or
@@ -935,12 +782,7 @@ def lot_report(lot_id):
     lot = run(REPORT_LOT, {"lot_id": lot_id}).first()
     if lot is None:
         raise ApiError(404, "Parking lot not found")
-    start, end = query_date("from"), query_date("to")
-    if end < start:
-        raise ApiError(400, "to must not be before from")
-    if (end - start).days + 1 > MAX_REPORT_DAYS:
-        raise ApiError(400, f"A report covers at most {MAX_REPORT_DAYS} days")
-    fmt = query_choice("format", ("json", "csv"), default="json")
+    start, end, fmt = query.from_, query.to, query.format
     zone = ZoneInfo(lot.timezone)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
@@ -1056,21 +898,30 @@ def spot_search(by_lot: bool, by_status: bool, by_kind: bool) -> PageQuery:
 
 
 @api.route("/spots", methods=["GET"])
+@endpoint(
+    tag="Spots",
+    summary="Search spots (public)",
+    query=schemas.SpotSearch,
+    response=list[schemas.Spot],
+    paginated=True,
+)
 @replica_reads
-def list_spots():
-    params = {
-        "lot_id": query_int("lot_id", minimum=1),
-        "status": query_choice("status", SPOT_STATUSES),
-        "kind": query_choice("kind", SPOT_KINDS),
-    }
+def list_spots(query: schemas.SpotSearch):
+    params = {"lot_id": query.lot_id, "status": query.status, "kind": query.kind}
     params = {name: value for name, value in params.items() if value is not None}
-    query = spot_search("lot_id" in params, "status" in params, "kind" in params)
-    rows, headers = paginate(query, params=params)
+    search = spot_search("lot_id" in params, "status" in params, "kind" in params)
+    rows, headers = paginate(search, pages=query, params=params)
     spots = [spot_dict(*row) for row in rows]
     return jsonify(spots), 200, headers
 
 
 @api.route("/spots/<int:spot_id>", methods=["GET"])
+@endpoint(
+    tag="Spots",
+    summary="One spot (public)",
+    response=schemas.Spot,
+    errors={404: "Spot not found"},
+)
 def get_spot(spot_id):
     row = db.session.execute(spots_query().where(ParkingSpot.id == spot_id)).first()
     if row is None:
@@ -1079,19 +930,24 @@ def get_spot(spot_id):
 
 
 @api.route("/spots/<int:spot_id>", methods=["PATCH"])
-@jwt_required()
-@admin_required
-def update_spot(spot_id):
+@endpoint(
+    tag="Spots",
+    summary="Rename a spot, change its kind, or take it out of service (admin)",
+    auth=ADMIN,
+    body=schemas.SpotUpdate,
+    response=schemas.Spot,
+    errors={404: "Spot not found", 409: "Spot is occupied, or the number exists in this lot"},
+)
+def update_spot(spot_id, body: schemas.SpotUpdate):
     row = db.session.execute(spots_query().where(ParkingSpot.id == spot_id)).first()
     if row is None:
         raise ApiError(404, "Spot not found")
     spot, lot_name = row
-    data = json_body()
-    if "spot_number" in data:
-        spot.spot_number = get_str(data, "spot_number", max_length=SPOT_NUMBER_MAX, required=True)
-    if "kind" in data:
-        spot.kind = get_choice(data, "kind", SPOT_KINDS, default=spot.kind)
-    status = get_choice(data, "status", ("available", "out_of_service"))
+    if body.spot_number is not None:
+        spot.spot_number = body.spot_number
+    if body.kind is not None:
+        spot.kind = body.kind
+    status = body.status
     commit_or(409, "Spot number already exists in this lot")
     if status is not None and status != spot.status:
         active_lot(spot.lot_id, lock=True)
@@ -1259,16 +1115,30 @@ def assign_spot(vehicle_id: int, lot_id: int, kind: str | None):
 
 
 @api.route("/tickets", methods=["POST"])
-@jwt_required()
-def create_ticket():
-    data = json_body()
-    # As in the seed, a missing (or zero) id is "required"; wrong types are refused below.
-    if not data.get("vehicle_id") or not (data.get("parking_spot_id") or data.get("lot_id")):
-        raise ApiError(400, "Vehicle ID and parking spot ID are required")
-    vehicle_id = get_int(data, "vehicle_id", minimum=1, required=True)
-    spot_id = get_int(data, "parking_spot_id", minimum=1)
-    lot_id = get_int(data, "lot_id", minimum=1)
-    kind = get_choice(data, "kind", SPOT_KINDS)
+@endpoint(
+    tag="Tickets",
+    summary="Book a spot (create a ticket)",
+    auth=USER,
+    body=schemas.TicketCreate,
+    response=(schemas.TicketBooked, 201),
+    errors={
+        400: "Vehicle ID and parking spot ID are required, Spot unavailable, "
+        "Vehicle not found, or a field is invalid",
+        404: "Parking lot not found",
+        409: "Vehicle already parked, or No spots available",
+    },
+    description=(
+        "Give `parking_spot_id` to book that spot, or `lot_id` (and `kind`) to be "
+        "assigned any free spot of the lot."
+    ),
+)
+def create_ticket(body: schemas.TicketCreate):
+    vehicle_id, spot_id, lot_id, kind = (
+        body.vehicle_id,
+        body.parking_spot_id,
+        body.lot_id,
+        body.kind,
+    )
     params = {"vehicle": vehicle_id, "owner": current_user.id}
     if spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
@@ -1300,23 +1170,35 @@ def create_ticket():
 
 
 @api.route("/tickets", methods=["GET"])
-@jwt_required()
-def list_tickets():
+@endpoint(
+    tag="Tickets",
+    summary="List the caller's tickets, newest first",
+    auth=USER,
+    query=schemas.TicketList,
+    response=list[schemas.Ticket],
+    paginated=True,
+)
+def list_tickets(query: schemas.TicketList):
     stmt = tickets_query()
-    if not (query_bool("all", False) and current_user.is_admin):
+    if not (query.all and current_user.is_admin):
         stmt = stmt.where(Ticket.user_id == current_user.id)
-    active = query_bool("active")
-    if active is not None:
-        stmt = stmt.where(Ticket.check_out.is_(None) if active else Ticket.check_out.is_not(None))
-    lot_id = query_int("lot_id", minimum=1)
-    if lot_id is not None:
-        stmt = stmt.where(Ticket.lot_id == lot_id)
-    rows, headers = paginate(stmt, Ticket.check_in.desc(), Ticket.id.desc())
+    if query.active is not None:
+        closed = Ticket.check_out.is_not(None)
+        stmt = stmt.where(Ticket.check_out.is_(None) if query.active else closed)
+    if query.lot_id is not None:
+        stmt = stmt.where(Ticket.lot_id == query.lot_id)
+    rows, headers = paginate(stmt, Ticket.check_in.desc(), Ticket.id.desc(), pages=query)
     return jsonify([ticket_to_dict(*row) for row in rows]), 200, headers
 
 
 @api.route("/tickets/<int:ticket_id>", methods=["GET"])
-@jwt_required()
+@endpoint(
+    tag="Tickets",
+    summary="One ticket (owner or admin); an open one shows the amount owed so far",
+    auth=USER,
+    response=schemas.Ticket,
+    errors={404: "Ticket not found"},
+)
 def get_ticket(ticket_id):
     row = db.session.execute(tickets_query().where(Ticket.id == ticket_id)).first()
     if row is None or (row[0].user_id != current_user.id and not current_user.is_admin):
@@ -1360,7 +1242,17 @@ FREE_SPOT = (
 
 
 @api.route("/checkout/<int:ticket_id>", methods=["PATCH"])
-@jwt_required()
+@endpoint(
+    tag="Tickets",
+    summary="Check out: close the ticket and get the receipt (owner or admin)",
+    auth=USER,
+    response=schemas.Receipt,
+    errors={
+        400: "Invalid ticket or already checked out",
+        403: "You can only check out your own tickets",
+        404: "Not found (the id in the URL is not an integer)",
+    },
+)
 def checkout(ticket_id):
     """Close a ticket: owner or admin, once. The conditional UPDATE is the lock."""
     invalid = "Invalid ticket or already checked out"
@@ -1402,24 +1294,25 @@ def checkout(ticket_id):
 # ===========================================================================
 # Docs: /openapi.json, /docs, /docs/<filename> (public; content in openapi.py)
 # ===========================================================================
-# openapi.py is imported inside the views because it reads this module's limits.
 # Exempt from rate limits like /test-db: static content, nothing to protect.
 
 
 @api.route("/openapi.json", methods=["GET"])
 @limiter.exempt
+@endpoint(tag="Docs", summary="This OpenAPI document", response=schemas.OpenApiDocument)
 def openapi_json():
-    import openapi
-
     # "servers" is this host, so Swagger UI's "Try it out" calls the same server.
-    return openapi.document_for(request.url_root)
+    return openapi.document_for(current_app, request.url_root)
 
 
 @api.route("/docs", methods=["GET"])
 @limiter.exempt
+@endpoint(
+    tag="Docs",
+    summary="Interactive documentation (Swagger UI)",
+    content={"text/html": "The HTML page"},
+)
 def docs():
-    import openapi
-
     page = openapi.docs_page(
         url_for("api.openapi_json"), lambda name: url_for("api.docs_asset", filename=name)
     )
@@ -1428,7 +1321,12 @@ def docs():
 
 @api.route("/docs/<filename>", methods=["GET"])
 @limiter.exempt
+@endpoint(
+    tag="Docs",
+    summary="A Swagger UI asset, served by the app (no CDN)",
+    content=dict.fromkeys(sorted(set(openapi.DOCS_ASSETS.values())), "The file"),
+    path={"filename": {"type": "string", "enum": sorted(openapi.DOCS_ASSETS)}},
+    errors={404: "Not found"},
+)
 def docs_asset(filename):
-    import openapi
-
     return openapi.send_docs_asset(filename)

@@ -1,15 +1,13 @@
-"""One error path and small input validators.
+"""One error path and the request body as a JSON object.
 
 Views raise `ApiError(status, message)`; `register_error_handlers` turns that,
 every HTTPException, JWT failure and unexpected exception into
 `{"error": message}` with the right status, so no view builds an error body.
-The validators read a JSON object field by field and refuse wrong types,
-over-long strings, NUL characters and out-of-range integers with a 400.
+`json_body()` reads the request's JSON object (refusing what is not one with a
+400); the fields in it are validated by the models in schemas.py.
 """
 
 import logging
-import math
-import re
 from typing import Any
 
 from flask import Flask, current_app, jsonify, request
@@ -22,7 +20,6 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL's integer is 32-bit; ids and amounts beyond it are refused up front.
 MAX_INT = 2**31 - 1
-MISSING = object()
 
 
 class ApiError(Exception):
@@ -151,70 +148,8 @@ def json_body() -> dict[str, Any]:
     return data
 
 
-def _check_text(value: str, field: str, max_length: int) -> str:
-    if "\x00" in value:
-        raise ApiError(400, f"{field} must not contain NUL characters")
-    if len(value) > max_length:
-        raise ApiError(400, f"{field} must be at most {max_length} characters")
-    return value
-
-
-def get_str(
-    data: dict,
-    field: str,
-    *,
-    max_length: int,
-    required: bool = False,
-    message: str | None = None,
-    strip: bool = True,
-) -> str | None:
-    """A string field; missing/blank is None (or 400 `message` when required)."""
-    value = data.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise ApiError(400, message or f"{field} is required")
-        return None
-    if not isinstance(value, str):
-        raise ApiError(400, f"{field} must be a string")
-    return _check_text(value.strip() if strip else value, field, max_length)
-
-
-def get_int(
-    data: dict,
-    field: str,
-    *,
-    required: bool = False,
-    message: str | None = None,
-    minimum: int = 0,
-    maximum: int = MAX_INT,
-    default: Any = None,
-) -> Any:
-    """An integer field. Booleans and floats with a fraction are refused."""
-    value = data.get(field, MISSING)
-    if value is MISSING or value is None:
-        if required:
-            raise ApiError(400, message or f"{field} is required")
-        return default
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"{field} must be an integer")
-    if not minimum <= value <= maximum:
-        raise ApiError(400, f"{field} must be between {minimum} and {maximum}")
-    return value
-
-
-def get_choice(data: dict, field: str, choices, *, default=None):
-    value = get_str(data, field, max_length=64)
-    if value is None:
-        return default
-    if value not in choices:
-        raise ApiError(400, f"{field} must be one of: {', '.join(choices)}")
-    return value
-
-
 # ---------------------------------------------------------------------------
-# Query strings
+# Path ids
 # ---------------------------------------------------------------------------
 
 
@@ -230,36 +165,3 @@ class IdConverter(IntegerConverter):
     def to_python(self, value: str) -> int:
         number = super().to_python(value)
         return number if number <= MAX_INT else 0
-
-
-def query_int(name: str, *, default=None, minimum: int = 0, maximum: int = MAX_INT):
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not re.fullmatch(r"-?\d{1,10}", raw):
-        raise ApiError(400, f"{name} must be an integer")
-    value = int(raw)
-    if not minimum <= value <= maximum:
-        raise ApiError(400, f"{name} must be between {minimum} and {maximum}")
-    return value
-
-
-def query_bool(name: str, default: bool | None = None) -> bool | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.lower()
-    if lowered in {"true", "1", "yes"}:
-        return True
-    if lowered in {"false", "0", "no"}:
-        return False
-    raise ApiError(400, f"{name} must be true or false")
-
-
-def query_choice(name: str, choices, default=None):
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw not in choices:
-        raise ApiError(400, f"{name} must be one of: {', '.join(choices)}")
-    return raw

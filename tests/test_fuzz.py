@@ -31,6 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app import create_app
+from config import TestConfig
 from models import Ticket, User, db
 from openapi import build_openapi
 
@@ -64,7 +66,7 @@ class AppForwarder:
 
 forwarder = AppForwarder()
 schema = schemathesis.openapi.from_dict(
-    build_openapi(),
+    build_openapi(create_app(TestConfig)),
     config=SchemathesisConfig.from_dict(
         {
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},

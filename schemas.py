@@ -1,0 +1,1083 @@
+"""The API's contract: what every endpoint reads and what it answers, declared once.
+
+Each request body, query string and success body is a pydantic model here. The
+same declaration validates the input (with the project's exact error messages),
+checks the output in tests and generates the OpenAPI document (openapi.py), so
+a field's type, limits, example and message live in one place.
+
+Adding an endpoint (routes.py has thirty examples):
+
+1. Declare its input here: a `Body` subclass for a JSON body, a `Query` subclass
+   for the query string, fields built with the helpers below in the order the
+   checks should run (the first invalid field in declaration order gives the
+   400 message). A rule about several fields (a seed message such as "Name and
+   location are required") is a `model_validator(mode="before")` on the model,
+   e.g. `_rule = requires("name", "location", message=...)`.
+2. Declare its output: a `Response` subclass (or `list[Model]`) for the success
+   body. In tests every JSON success answer is checked against it, strictly.
+3. Put `@endpoint(...)` (endpoints.py) under `@api.route(...)`, naming the auth,
+   body/query models, response model and status, and the view's own errors;
+   the view receives `body=` / `query=` as validated models. A new `<int:name>`
+   in a URL needs its description in `PATH_IDS`.
+
+Field helpers (`Str`, `Int`, `Id`, `Choice`, `QueryInt`, `QueryBool`, ...) are
+`Annotated` types: a `BeforeValidator` that reproduces the API's long-standing
+rules (strings are stripped and blank means absent, an integral float is an
+int, a boolean is not, `""` in a query string means absent) and raises the
+final message, plus the JSON schema (type, limits, enum, example) that the
+document shows for exactly that rule. Unknown body and query fields are
+ignored (the model is the whitelist of what a view can read).
+
+Conventions:
+- `name: Str(64, required="...")` must be present and non-blank; with `= None`
+  after it (PATCH bodies) it may be absent, but null or blank is refused. The
+  view applies `body.model_fields_set`, the fields the client sent.
+- The document's request example is the model's `example({...})` config, or
+  else the fields' own `example=` values put together.
+- The body and query are validated before the view runs, so an invalid request
+  is refused before any database work (and before a 404 for its path id).
+- `{field}` in a message is the field's name as the client spelled it;
+  `validation_error()` turns pydantic's first error into `ApiError(400, ...)`.
+"""
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import date
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from billing import CURRENCIES
+from models import ROLES, SPOT_KINDS, SPOT_STATUSES
+from validation import MAX_INT, ApiError
+
+# ---------------------------------------------------------------------------
+# Limits (the fields below are their only users)
+# ---------------------------------------------------------------------------
+
+USERNAME_MAX, EMAIL_MAX, PASSWORD_MIN, PASSWORD_MAX = 64, 254, 8, 128
+PLATE_RAW_MAX, PLATE_MAX, VEHICLE_TYPE_MAX = 64, 16, 32  # a plate before/after normalising
+LOT_NAME_MAX, LOCATION_MAX, TIMEZONE_MAX = 120, 255, 64
+SPOT_NUMBER_MAX, PREFIX_MAX, CHOICE_MAX = 32, 16, 64
+MAX_SPOTS_PER_REQUEST = 2000
+MAX_RATE = 10_000_000  # 100,000.00 per hour in a two-decimal currency
+MAX_QUOTE_MINUTES = 366 * 24 * 60
+MAX_REPORT_DAYS = 366
+REFRESH_TOKEN_MAX = 4096
+MAX_PAGE, MAX_PER_PAGE, DEFAULT_PER_PAGE = 1_000_000, 1000, 100
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+QUERY_INT_RE = re.compile(r"-?\d{1,10}")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# ---------------------------------------------------------------------------
+# Errors: one message per failure, one conversion to ApiError
+# ---------------------------------------------------------------------------
+
+
+def fail(template: str) -> PydanticCustomError:
+    """The error a field helper raises; `{field}` becomes the field's name."""
+    return PydanticCustomError("api", "{template}", {"template": template})
+
+
+class Required:
+    """Annotated marker: the message for a field that is absent (or null, or blank)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _required_message(model: Any, name: str) -> str:
+    for field in getattr(model, "model_fields", {}).values():
+        if name in (field.alias, field.validation_alias):
+            break
+    else:
+        field = getattr(model, "model_fields", {}).get(name)
+    for marker in field.metadata if field else ():
+        if isinstance(marker, Required):
+            return marker.message
+    return "{field} is required"
+
+
+def validation_error(error: ValidationError, model: Any) -> ApiError:
+    """The first error, in the order the model declares its fields, as a 400."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    field = str(first["loc"][-1]) if first["loc"] else ""
+    if first["type"] == "api":
+        template = first["ctx"]["template"]
+    elif first["type"] == "missing":
+        template = _required_message(model, field)
+    else:  # pydantic's own check (every helper below raises its own message first)
+        template = "{field} is invalid"
+    return ApiError(400, template.replace("{field}", field))
+
+
+# ---------------------------------------------------------------------------
+# Field helpers: validation and documentation from the same arguments
+# ---------------------------------------------------------------------------
+
+
+def _doc(schema: dict, example: Any, description: str | None, nullable: bool) -> dict:
+    schema = dict(schema)
+    if nullable:
+        schema["type"] = [schema["type"], "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+    if description:
+        schema["description"] = description
+    if example is not None:
+        schema["examples"] = [example]
+    return schema
+
+
+def _field(python_type, check: Callable, schema: dict, required: str | None, default=None):
+    """Annotated[python_type] validated by `check(value)` and documented by `schema`."""
+    extras: list[Any] = [BeforeValidator(check), WithJsonSchema(schema)]
+    if required:
+        extras.append(Required(required))
+    else:  # optional: absent is `default` (a required field may still get one in its model)
+        extras.append(Field(default=default))
+    return Annotated[python_type, *extras]
+
+
+def _required_text(required: str | bool) -> str | None:
+    return "{field} is required" if required is True else (required or None)
+
+
+def _text(value: Any, max_length: int, required: str | None) -> str | None:
+    """A string, stripped; absent, null or blank is None (or `required`'s message)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise fail(required)
+        return None
+    if not isinstance(value, str):
+        raise fail("{field} must be a string")
+    value = value.strip()
+    if "\x00" in value:
+        raise fail("{field} must not contain NUL characters")
+    if len(value) > max_length:
+        raise fail(f"{{field}} must be at most {max_length} characters")
+    return value
+
+
+def Str(
+    max_length: int,
+    *,
+    required: str | bool = False,
+    then: Callable[[str], Any] | None = None,
+    schema: dict | None = None,
+    example: Any = None,
+    description: str | None = None,
+):
+    """A string of at most `max_length` characters after stripping.
+
+    `required`: True, or the message, when absent/null/blank is an error (the
+    field is then never null); otherwise such a value is None. `then(value)`
+    runs on a present value (normalising, further checks)."""
+    message = _required_text(required)
+
+    def check(value):
+        value = _text(value, max_length, message)
+        return then(value) if then and value is not None else value
+
+    doc = {"type": "string", "maxLength": max_length, **(schema or {})}
+    if message:
+        doc.setdefault("minLength", 1)
+    return _field(
+        str if message else str | None,
+        check,
+        _doc(doc, example, description, nullable=not message),
+        message,
+    )
+
+
+def _integer(value: Any, minimum: int, maximum: int) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail("{field} must be an integer")
+    if not minimum <= value <= maximum:
+        raise fail(f"{{field}} must be between {minimum} and {maximum}")
+    return value
+
+
+def Int(
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+    *,
+    required: str | bool = False,
+    default: int | None = None,
+    example: Any = None,
+    description: str | None = None,
+):
+    """An integer in [minimum, maximum]; 3.0 counts as 3, true does not.
+
+    Absent or null is `default` (documented as nullable), or `required`'s message."""
+    message = _required_text(required)
+
+    def check(value):
+        if value is None:
+            if message:
+                raise fail(message)
+            return default
+        return _integer(value, minimum, maximum)
+
+    doc = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    if default is not None:
+        doc["default"] = default
+    return _field(
+        int if message or default is not None else int | None,
+        check,
+        _doc(doc, example, description, nullable=not message),
+        message,
+        default,
+    )
+
+
+def Id(*, required: str | bool = False, example: Any = 1, description: str | None = None):
+    """A row id in a body: an integer from 1 to the column's maximum."""
+    return Int(1, MAX_INT, required=required, example=example, description=description)
+
+
+def Choice(
+    choices: Iterable[str],
+    *,
+    default: str | None = None,
+    example: Any = None,
+    description: str | None = None,
+):
+    """One of `choices` (stripped); absent, null or blank is `default`."""
+    choices = tuple(choices)
+
+    def check(value):
+        value = _text(value, CHOICE_MAX, None)
+        if value is None:
+            return default
+        if value not in choices:
+            raise fail(f"{{field}} must be one of: {', '.join(choices)}")
+        return value
+
+    doc = {"type": "string", "enum": list(choices)}
+    if default is not None:
+        doc["default"] = default
+    return _field(
+        str if default else str | None,
+        check,
+        _doc(doc, example, description, nullable=True),
+        None,
+        default,
+    )
+
+
+def _new_password(value: Any) -> str:
+    if not isinstance(value, str):
+        raise fail("{field} must be a string")
+    if "\x00" in value:
+        raise fail("{field} must not contain NUL characters")
+    if len(value) < PASSWORD_MIN:
+        raise fail(f"Password must be at least {PASSWORD_MIN} characters")
+    if len(value) > PASSWORD_MAX:
+        raise fail(f"Password must be at most {PASSWORD_MAX} characters")
+    return value
+
+
+# A password being set: kept as typed (no stripping), 8 to 128 characters.
+NewPassword = _field(
+    str,
+    _new_password,
+    _doc(
+        {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
+        "a-new-password",
+        None,
+        nullable=False,
+    ),
+    "{field} must be a string",
+)
+
+
+def Secret(message: str, *, example: str = "password123"):
+    """A password being checked: any non-empty string (else `message`). Only the
+    first PASSWORD_MAX + 1 characters are hashed: a longer one cannot match, and
+    a megabyte of password must not cost a megabyte of hashing."""
+
+    def check(value):
+        if not isinstance(value, str) or not value:
+            raise fail(message)
+        return value[: PASSWORD_MAX + 1]
+
+    return _field(
+        str, check, _doc({"type": "string", "minLength": 1}, example, None, False), message
+    )
+
+
+def _refresh_token(value: Any) -> str | None:
+    # Not stripped, and "" is not absent: it is checked (and refused) as a token.
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > REFRESH_TOKEN_MAX:
+        raise fail("refresh_token must be a refresh token string")
+    return value
+
+
+# A refresh token to revoke too (logout): any string up to the limit, checked by the view.
+RefreshToken = _field(
+    str | None,
+    _refresh_token,
+    _doc(
+        {"type": "string", "maxLength": REFRESH_TOKEN_MAX},
+        None,
+        "Also revoke this refresh token",
+        nullable=True,
+    ),
+    None,
+)
+
+
+# ---------------------------------------------------------------------------
+# Query-string helpers: raw strings; "" is the same as absent
+# ---------------------------------------------------------------------------
+
+
+def QueryInt(
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+    *,
+    required: str | bool = False,
+    default: int | None = None,
+    example: Any = None,
+    description: str | None = None,
+):
+    message = _required_text(required)
+
+    def check(raw):
+        if raw is None or raw == "":
+            if message:
+                raise fail(message)
+            return default
+        if not isinstance(raw, str) or not QUERY_INT_RE.fullmatch(raw):
+            raise fail("{field} must be an integer")
+        value = int(raw)
+        if not minimum <= value <= maximum:
+            raise fail(f"{{field}} must be between {minimum} and {maximum}")
+        return value
+
+    doc = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    if default is not None:
+        doc["default"] = default
+    return _field(
+        int if message or default is not None else int | None,
+        check,
+        _doc(doc, example, description, nullable=False),
+        message,
+        default,
+    )
+
+
+TRUE, FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+
+
+def QueryBool(*, default: bool | None = None, description: str | None = None):
+    def check(raw):
+        if raw is None or raw == "":
+            return default
+        lowered = raw.lower() if isinstance(raw, str) else raw
+        if lowered in TRUE:
+            return True
+        if lowered in FALSE:
+            return False
+        raise fail("{field} must be true or false")
+
+    doc = {"type": "boolean"}
+    if default is not None:
+        doc["default"] = default
+    described = f"{description} (true/false, also 1/0, yes/no)" if description else None
+    return _field(
+        bool if default is not None else bool | None,
+        check,
+        _doc(doc, None, described, nullable=False),
+        None,
+        default,
+    )
+
+
+def QueryChoice(
+    choices: Iterable[str], *, default: str | None = None, description: str | None = None
+):
+    choices = tuple(choices)
+
+    def check(raw):
+        if raw is None or raw == "":
+            return default
+        if raw not in choices:
+            raise fail(f"{{field}} must be one of: {', '.join(choices)}")
+        return raw
+
+    doc = {"type": "string", "enum": list(choices)}
+    if default is not None:
+        doc["default"] = default
+    return _field(
+        str if default else str | None,
+        check,
+        _doc(doc, None, description, nullable=False),
+        None,
+        default,
+    )
+
+
+def _query_date(raw):
+    if not raw:
+        raise fail("{field} is required (YYYY-MM-DD)")
+    try:
+        # fromisoformat alone would also take "20260115" and week dates like "2026-W03-4".
+        if not isinstance(raw, str) or not DATE_RE.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise fail("{field} must be a date in the form YYYY-MM-DD") from None
+
+
+def QueryDate(*, example: str, description: str):
+    """A required day, YYYY-MM-DD."""
+    return _field(
+        date,
+        _query_date,
+        _doc({"type": "string", "format": "date"}, example, description, nullable=False),
+        "{field} is required (YYYY-MM-DD)",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Normalisers of single fields (pure; used by the helpers above)
+# ---------------------------------------------------------------------------
+
+
+def normalise_email(value: str) -> str:
+    return value.lower()
+
+
+def checked_email(value: str) -> str:
+    value = value.lower()
+    if not EMAIL_RE.match(value):
+        raise fail("Invalid email format")
+    return value
+
+
+def normalise_plate(value: str) -> str:
+    """Upper case, inner whitespace collapsed: "kcb 123a" and "KCB  123A" are one plate."""
+    plate = " ".join(value.split()).upper()
+    if not all(ch.isalnum() or ch in " -" for ch in plate):
+        raise fail("Plate number may contain only letters, digits, spaces and hyphens")
+    if len(plate) > PLATE_MAX:
+        raise fail(f"plate_number must be at most {PLATE_MAX} characters")
+    return plate
+
+
+def checked_timezone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
+        raise fail("timezone must be an IANA time zone name, e.g. Africa/Nairobi") from None
+    return zone
+
+
+def checked_currency(value: str) -> str:
+    currency = value.upper()
+    if currency not in CURRENCIES:
+        raise fail("currency must be an ISO 4217 code, e.g. KES")
+    return currency
+
+
+# ---------------------------------------------------------------------------
+# Model bases and rules
+# ---------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    """A JSON request body. Unknown keys are ignored: the fields are the whitelist."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Query(BaseModel):
+    """A query string (first value of each name). Unknown names are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Response(BaseModel):
+    """A success body. Closed and strict: tests check every answer against it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def requires(*fields: str, message: str, any_of: Iterable[str] = ()):
+    """A model rule, checked before the fields: each of `fields` (and at least one
+    of `any_of`) is present and truthy, else a 400 with `message`. The seed's
+    check, kept for its messages ("All fields are required")."""
+    alternatives = tuple(any_of)
+
+    def check(cls, data):
+        if isinstance(data, dict) and (
+            not all(data.get(name) for name in fields)
+            or (alternatives and not any(data.get(name) for name in alternatives))
+        ):
+            raise fail(message)
+        return data
+
+    return model_validator(mode="before")(check)
+
+
+def example(value: dict) -> ConfigDict:
+    """model_config with the request example shown in /api/docs (instead of one
+    assembled from the fields' own examples)."""
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
+# ---------------------------------------------------------------------------
+# Path parameters: every `<int:name>` in a URL, by name
+# ---------------------------------------------------------------------------
+
+PATH_IDS = {
+    "vehicle_id": "Vehicle id",
+    "lot_id": "Parking lot id",
+    "spot_id": "Spot id",
+    "ticket_id": "Ticket id",
+}
+PATH_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_INT}
+
+# ---------------------------------------------------------------------------
+# Response field types
+# ---------------------------------------------------------------------------
+
+RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
+Count = Annotated[int, Field(ge=0)]
+Amount = Annotated[int, Field(description="In the currency's minor unit (e.g. 20000 = KES 200.00)")]
+CurrencyCode = Annotated[str, Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$")]
+Timestamp = Annotated[AwareDatetime, Field(description="ISO 8601 with a UTC offset")]
+SpotKind = Literal[SPOT_KINDS]
+SpotStatus = Literal[SPOT_STATUSES]
+
+# ===========================================================================
+# Accounts
+# ===========================================================================
+
+
+class RegisterRequest(Body):
+    model_config = example(
+        {"username": "testuser", "email": "test@example.com", "password": "password123"}
+    )
+    _all = requires("username", "email", "password", message="All fields are required")
+
+    username: Str(USERNAME_MAX, required="All fields are required", example="testuser")
+    email: Str(
+        EMAIL_MAX,
+        required="All fields are required",
+        then=checked_email,
+        schema={"format": "email", "minLength": 3},
+        example="test@example.com",
+    )
+    password: NewPassword
+
+
+class LoginRequest(Body):
+    model_config = example({"email": "test@example.com", "password": "password123"})
+
+    email: Str(
+        EMAIL_MAX,
+        required="Email and password are required",
+        then=normalise_email,
+        example="test@example.com",
+    )
+    password: Secret("Email and password are required")
+
+
+class LogoutRequest(Body):
+    model_config = example({})
+
+    refresh_token: RefreshToken
+
+
+class ChangePasswordRequest(Body):
+    model_config = example({"current_password": "password123", "new_password": "a-new-password"})
+
+    current_password: Secret("current_password is required")
+    new_password: NewPassword
+
+
+class User(Response):
+    id: RowId
+    username: str
+    email: str
+    role: Literal[ROLES]
+
+
+class Tokens(Response):
+    token: str = Field(description="Access token (short-lived)")
+    refresh_token: str = Field(description="Refresh token for POST /api/token/refresh")
+
+
+class Session(Response):
+    """A user and a fresh token pair."""
+
+    user: User
+    token: str
+    refresh_token: str
+
+
+class Message(Response):
+    message: str
+
+
+class PasswordChanged(Response):
+    message: str
+    token: str
+    refresh_token: str
+
+
+# ===========================================================================
+# Vehicles
+# ===========================================================================
+
+PLATE_DOC = (
+    "Letters, digits, spaces and hyphens; stored upper-case with inner "
+    f"whitespace collapsed, at most {PLATE_MAX} characters"
+)
+Plate = Str(
+    PLATE_RAW_MAX,
+    required="Plate number is required",
+    then=normalise_plate,
+    example="KCB 123A",
+    description=PLATE_DOC,
+)
+VehicleType = Str(VEHICLE_TYPE_MAX, example="SUV", description="e.g. SUV")
+
+
+class VehicleCreate(Body):
+    plate_number: Plate
+    type: VehicleType
+
+
+class VehicleUpdate(Body):
+    """Only the fields sent change; `type: null` clears the type."""
+
+    model_config = example({"type": "Sedan"})
+
+    plate_number: Plate = None
+    type: VehicleType = None
+
+
+class Vehicle(Response):
+    id: RowId
+    plate_number: str
+    type: str | None
+    user_id: RowId
+
+
+class VehicleDeleted(Response):
+    message: str
+    vehicle_id: RowId
+
+
+# ===========================================================================
+# Parking lots
+# ===========================================================================
+
+NAME_AND_LOCATION = "Name and location are required"
+LotName = Str(LOT_NAME_MAX, required=NAME_AND_LOCATION, example="Lot B")
+Location = Str(LOCATION_MAX, required=NAME_AND_LOCATION, example="Westlands")
+
+
+class LotFields(Body):
+    """The editable fields of a lot; PATCH changes the ones sent."""
+
+    model_config = example({"hourly_rate": 25000, "daily_max": None})
+
+    name: LotName = None
+    location: Location = None
+    timezone: Str(
+        TIMEZONE_MAX,
+        required=True,
+        then=checked_timezone,
+        example="Africa/Nairobi",
+        description="IANA time zone name, default UTC",
+    ) = None
+    currency: Str(
+        3,
+        required=True,
+        then=checked_currency,
+        schema={"minLength": 3},
+        example="KES",
+        description="ISO 4217 code, default from DEFAULT_CURRENCY",
+    ) = None
+    hourly_rate: Int(
+        0, MAX_RATE, required=True, example=20000, description="Minor units per hour"
+    ) = None
+    billing_increment_minutes: Int(1, 1440, required=True, example=60, description="Default 60") = (
+        None
+    )
+    grace_minutes: Int(0, 1440, required=True, example=10, description="Free stay, default 0") = (
+        None
+    )
+    daily_max: Int(0, MAX_RATE * 24, example=150000, description="Cap per 24 hours, or null")
+
+
+LOT_FIELDS = frozenset(LotFields.model_fields)
+
+
+class LotCreate(LotFields):
+    model_config = example(
+        {
+            "name": "Lot B",
+            "location": "Westlands",
+            "spot_count": 20,
+            "spot_prefix": "B",
+            "timezone": "Africa/Nairobi",
+            "currency": "KES",
+            "hourly_rate": 20000,
+            "grace_minutes": 10,
+            "daily_max": 150000,
+        }
+    )
+    _name_and_location = requires("name", "location", message=NAME_AND_LOCATION)
+
+    name: LotName
+    location: Location
+    spot_count: Int(0, MAX_SPOTS_PER_REQUEST, default=0, description="Default 0")
+    spot_prefix: Str(PREFIX_MAX, description="Spots are <prefix>1..N")
+    kind: Choice(SPOT_KINDS, default="standard", description="Kind of the created spots")
+
+
+class OneSpot(Body):
+    """One spot."""
+
+    spot_number: Str(SPOT_NUMBER_MAX, required=True, example="A11")
+    kind: Choice(SPOT_KINDS, default="standard", description="Default standard")
+
+
+class SpotBatch(Body):
+    """A batch: spots <prefix>1..<prefix>count."""
+
+    count: Int(1, MAX_SPOTS_PER_REQUEST, required=True, description="<prefix>1..count")
+    prefix: Str(PREFIX_MAX)
+    kind: Choice(SPOT_KINDS, default="standard", description="Default standard")
+
+
+def _spots_branch(data: Any) -> str | None:
+    if isinstance(data, dict):
+        if data.get("spot_number") is not None:
+            return "one"
+        if data.get("count") is not None:
+            return "batch"
+    return None
+
+
+class SpotsCreate(RootModel):
+    """One spot, or a batch; with both, `spot_number` wins (the batch fields are ignored)."""
+
+    model_config = example({"count": 5, "prefix": "EV", "kind": "ev"})
+
+    root: Annotated[
+        Annotated[OneSpot, Tag("one")] | Annotated[SpotBatch, Tag("batch")],
+        Discriminator(
+            _spots_branch,
+            custom_error_type="api",
+            custom_error_message="Give spot_number, or count (and prefix) for a batch",
+            custom_error_context={
+                "template": "Give spot_number, or count (and prefix) for a batch"
+            },
+        ),
+    ]
+
+
+class SpotUpdate(Body):
+    model_config = example({"status": "out_of_service"})
+
+    spot_number: Str(SPOT_NUMBER_MAX, required=True, example="A11") = None
+    kind: Choice(SPOT_KINDS, description="Unchanged when null")
+    status: Choice(("available", "out_of_service"), example="out_of_service")
+
+
+class Tariff(Response):
+    hourly_rate: Annotated[int, Field(ge=0, le=MAX_RATE, description="Minor units per hour")]
+    billing_increment_minutes: Annotated[int, Field(ge=1, le=1440)]
+    grace_minutes: Annotated[int, Field(ge=0, le=1440, description="Free stay")]
+    daily_max: Annotated[int, Field(ge=0, le=MAX_RATE * 24)] | None = Field(
+        description="Cap per 24 hours, or null"
+    )
+
+
+class Lot(Response):
+    id: RowId
+    name: str
+    location: str
+    spots: Count
+    available_spots: Count
+    timezone: str
+    currency: CurrencyCode
+    tariff: Tariff
+
+
+class SpotCounts(Response):
+    total: Count
+    available: Count
+    occupied: Count
+    out_of_service: Count
+
+
+class LotDetail(Lot):
+    counts: SpotCounts
+    kinds: dict[SpotKind, SpotCounts] = Field(description="Counts per spot kind present in the lot")
+
+
+class LotCreated(Response):
+    message: str
+    lot_id: RowId
+    lot: Lot
+
+
+class LotArchived(Response):
+    message: str
+    lot_id: RowId
+
+
+class Spot(Response):
+    id: RowId
+    spot_number: str
+    status: SpotStatus
+    lot: str = Field(description="Lot name")
+    lot_id: RowId
+    kind: SpotKind
+
+
+class QuoteQuery(Query):
+    minutes: QueryInt(0, MAX_QUOTE_MINUTES, required=True, example=90, description="Planned stay")
+
+
+class GraceItem(Response):
+    period: Literal["grace"]
+    minutes: Count
+    amount: Literal[0]
+
+
+class FullDayItem(Response):
+    period: Literal["full_day"]
+    days: Annotated[int, Field(ge=1)]
+    increments_per_day: Count
+    amount_per_day: Amount
+    capped: bool
+    amount: Amount
+
+
+class RemainderItem(Response):
+    period: Literal["remainder"]
+    minutes: Annotated[int, Field(ge=1)]
+    increments: Annotated[int, Field(ge=1)]
+    capped: bool
+    amount: Amount
+
+
+BreakdownItem = GraceItem | FullDayItem | RemainderItem
+
+
+class Quote(Response):
+    minutes: Annotated[int, Field(ge=0, le=MAX_QUOTE_MINUTES)]
+    amount: Amount
+    currency: CurrencyCode
+    tariff: Tariff
+    breakdown: list[BreakdownItem]
+
+
+class ReportQuery(Query):
+    from_: QueryDate(example="2026-01-01", description="First day, YYYY-MM-DD") = Field(
+        alias="from"
+    )
+    to: QueryDate(
+        example="2026-01-31", description=f"Last day, YYYY-MM-DD (at most {MAX_REPORT_DAYS} days)"
+    )
+    format: QueryChoice(("json", "csv"), default="json", description="Answer format")
+
+    @field_validator("to")
+    @classmethod
+    def _range(cls, to: date, info: ValidationInfo) -> date:
+        # Checked right after `to`, before `format`, as the view always did.
+        start = info.data.get("from_")
+        if start is None:
+            return to
+        if to < start:
+            raise fail("to must not be before from")
+        if (to - start).days + 1 > MAX_REPORT_DAYS:
+            raise fail(f"A report covers at most {MAX_REPORT_DAYS} days")
+        return to
+
+
+class ReportDay(Response):
+    date: date
+    tickets_started: Count
+    tickets_closed: Count
+    revenue: Amount
+    average_stay_minutes: float | None
+
+
+class Occupancy(Response):
+    total: Count
+    occupied: Count
+    available: Count
+
+
+class ReportTotals(Response):
+    tickets_started: Count
+    tickets_closed: Count
+    revenue: Amount
+
+
+class Report(Response):
+    lot_id: RowId
+    lot: str
+    timezone: str
+    currency: CurrencyCode
+    from_: date = Field(alias="from")
+    to: date
+    occupancy: Occupancy
+    days: list[ReportDay]
+    totals: ReportTotals
+
+
+# ===========================================================================
+# Lists and spots
+# ===========================================================================
+
+Page = QueryInt(1, MAX_PAGE, default=1, description="Page number, from 1")
+PerPage = QueryInt(1, MAX_PER_PAGE, default=DEFAULT_PER_PAGE, description="Items per page")
+
+
+class Pagination(Query):
+    """page and per_page; a list's own filters come first (they are checked first)."""
+
+    page: Page
+    per_page: PerPage
+
+
+class SpotSearch(Query):
+    lot_id: QueryInt(1, MAX_INT, description="Only this lot")
+    status: QueryChoice(SPOT_STATUSES, description="Only this status")
+    kind: QueryChoice(SPOT_KINDS, description="Only this kind")
+    page: Page
+    per_page: PerPage
+
+
+# ===========================================================================
+# Tickets
+# ===========================================================================
+
+
+class TicketCreate(Body):
+    """`parking_spot_id` books that spot; `lot_id` (and `kind`) any free spot of the lot."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"vehicle_id": 1, "parking_spot_id": 1}],
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "integer", "minimum": 1}}}
+                for name in ("parking_spot_id", "lot_id")
+            ],
+        }
+    )
+    # As in the seed, a missing (or zero) id is "required"; wrong types are refused after.
+    _ids = requires(
+        "vehicle_id",
+        any_of=("parking_spot_id", "lot_id"),
+        message="Vehicle ID and parking spot ID are required",
+    )
+
+    vehicle_id: Id(required=True)
+    parking_spot_id: Id(description="Book this spot")
+    lot_id: Id(description="Or: any free spot of this lot")
+    kind: Choice(SPOT_KINDS, description="With lot_id: only spots of this kind")
+
+
+class TicketBooked(Response):
+    message: str
+    ticket_id: RowId
+    spot_id: RowId
+    spot_number: str
+    lot: str
+    lot_id: RowId
+    check_in: Timestamp
+    currency: CurrencyCode
+    tariff: Tariff
+
+
+class TicketList(Query):
+    all: QueryBool(default=False, description="Admins: everyone's tickets")
+    active: QueryBool(description="true: open tickets only; false: closed only")
+    lot_id: QueryInt(1, MAX_INT, description="Only this lot")
+    page: Page
+    per_page: PerPage
+
+
+class Ticket(Response):
+    id: RowId
+    vehicle_id: RowId
+    spot_id: RowId
+    check_in: Timestamp
+    check_out: Timestamp | None
+    status: Literal["open", "closed"]
+    user_id: RowId
+    lot_id: RowId
+    lot: str
+    spot_number: str
+    duration_minutes: int
+    amount_due: Amount | None = Field(description="Owed so far (open) or charged (closed)")
+    currency: CurrencyCode
+    tariff: Tariff
+
+
+class Receipt(Response):
+    message: str
+    ticket_id: RowId
+    check_in: Timestamp
+    check_out: Timestamp
+    duration_minutes: int
+    amount_due: Amount
+    currency: CurrencyCode
+    lot: str
+    lot_id: RowId
+    spot_number: str
+    breakdown: list[BreakdownItem]
+
+
+# ===========================================================================
+# Docs
+# ===========================================================================
+
+
+class OpenApiDocument(Response):
+    """The OpenAPI document itself (described loosely: it describes itself)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    paths: dict[str, Any]
+
+
+class Error(Response):
+    """Every error answer."""
+
+    error: str
