@@ -4,8 +4,8 @@
    postgresql://postgres@127.0.0.1:5432/parking_bench), migrates it with
    `flask db upgrade` and loads the dataset in bench/dataset.py with bulk SQL.
 2. Serves the bare baseline (bench/baseline.py) and then the API with gunicorn,
-   2 workers and otherwise gunicorn.conf.py, on a free loopback port, and drives
-   each with wrk and the Lua scripts in bench/lua/ for BENCH_DURATION seconds
+   2 workers and otherwise gunicorn.conf.py (gevent workers), on a free loopback
+   port, and drives each with wrk and the Lua scripts in bench/lua/ for BENCH_DURATION seconds
    per scenario (after BENCH_WARMUP seconds of warm-up).
 3. Checks the database after the write scenarios (no spot or vehicle given
    twice, spot status agrees with the open tickets), prints a table and writes
@@ -19,7 +19,7 @@ Environment: BENCH_DATABASE_URL, BENCH_DURATION (10), BENCH_WARMUP (2),
 BENCH_CONNECTIONS (16, the read scenarios and the baseline), BENCH_ONLY
 (comma-separated scenario names), BENCH_KEEP_DB, BENCH_ACCESS_LOG (1, as in
 production; 0 turns gunicorn's access log off for both apps), WEB_CONCURRENCY (2),
-GUNICORN_THREADS (1).
+GUNICORN_WORKER_CLASS (gunicorn.conf.py's: gevent) and GUNICORN_THREADS (1).
 """
 
 import argparse
@@ -246,6 +246,13 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.log_file.close()
+
+    def worker_class(self) -> str:
+        """The worker class gunicorn reported at start-up ("Using worker: gevent")."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "Using worker: " in line:
+                return line.rsplit("Using worker: ", 1)[1].strip()
+        return "unknown"
 
     def logged_errors(self) -> list[str]:
         text = self.log_path.read_text(errors="replace")
@@ -536,6 +543,7 @@ def main() -> int:
         servers.append(api)
         baseline.wait_ready("/")
         api.wait_ready("/api/test-db")
+        results["settings"]["worker_class"] = api.worker_class()
         log("logging in the admin and the bench drivers")
         tokens = {1: login(api.base, dataset.admin_email())}
         for d in (*CYCLE_DRIVERS, ME_DRIVER):
@@ -684,7 +692,7 @@ def print_table(results: dict) -> None:
     )
     s = results["settings"]
     print(
-        f"gunicorn: {s['workers']} workers x {s['threads']} threads; "
+        f"gunicorn: {s['workers']} {s.get('worker_class', '')} workers x {s['threads']} threads; "
         f"{s['duration_s']}s per scenario after {s['warmup_s']}s warm-up"
     )
     header = (
