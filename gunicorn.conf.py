@@ -17,7 +17,6 @@ for PostgreSQL, unless it has a wait callback: `post_fork` below installs one.
 """
 
 import os
-import sys
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -65,6 +64,8 @@ def post_fork(server, worker):
     Note that with any wait callback libpq ignores `connect_timeout`; the
     callback itself must bound the wait for a connection.
     """
+    import sys
+
     ggevent = sys.modules.get("gunicorn.workers.ggevent")
     if ggevent is None or not isinstance(worker, ggevent.GeventWorker):
         return
