@@ -84,6 +84,10 @@ class Config:
     DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 5000)
     DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 2000)
     DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 3)
+    # Connections per process: a gevent worker serves many requests at once,
+    # and the ones beyond the pool wait (DB_POOL_TIMEOUT) for a connection.
+    DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5)
+    DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 5)
     DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3)
     # The health check's bound for everything it asks the database (ms).
     HEALTH_TIMEOUT_MS = env_int("HEALTH_TIMEOUT_MS", 1000)

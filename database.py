@@ -181,6 +181,8 @@ def engine_options(uri: str, config) -> dict:
     if uri.startswith("postgresql"):
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_timeout", config["DB_POOL_TIMEOUT"])
+        options.setdefault("pool_size", config["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", config["DB_MAX_OVERFLOW"])
         connect_args = dict(options.get("connect_args") or {})
         connect_args.setdefault("connect_timeout", config["DB_CONNECT_TIMEOUT"])
         options["connect_args"] = connect_args

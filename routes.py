@@ -168,8 +168,6 @@ def user_to_dict(user: User) -> dict:
     return {"id": user.id, "username": user.username, "email": user.email, "role": user.role}
 
 
-
-
 @api.route("/register", methods=["POST"])
 @endpoint(
     tag="Accounts",

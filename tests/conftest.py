@@ -8,13 +8,20 @@ table is emptied.
 Fixtures: `app`, `client`, `runner`, `make_user`, `driver`, `other_driver`,
 `admin`, `auth_headers`, `lot`, `vehicle`, `clock`, `count_queries`,
 `fresh_database_uri` (an empty database of its own),
-`live_server` (PostgreSQL only), the `http` helper for real HTTP and
-`run_at_once` to release concurrent clients together.
+`live_server` (PostgreSQL only), the `http` helper for real HTTP,
+`run_at_once` to release concurrent clients together and `gunicorn_server`
+to run the real server.
 """
 
 import json
 import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -386,3 +393,68 @@ def run_at_once(calls):
     assert not any(thread.is_alive() for thread in threads), "a client never finished"
     assert not errors, errors
     return results
+
+
+# ---------------------------------------------------------------------------
+# The real server: gunicorn with gunicorn.conf.py, as in production.
+# ---------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUNICORN_START_TIMEOUT = 30  # seconds for a server to answer /api/test-db
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn_server(database_uri: str, log_path, **env):
+    """Serve app:app with gunicorn and gunicorn.conf.py (production config, a random
+    JWT secret, rate limits off unless `env` says otherwise) on a free loopback port.
+
+    Yields (base URL, process); the server is always stopped (SIGTERM, then SIGKILL
+    after 10 s). `env` adds or overrides environment variables, e.g. WEB_CONCURRENCY.
+    """
+    port = free_port()
+    beside_python = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    command = beside_python if os.path.exists(beside_python) else shutil.which("gunicorn")
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_uri,
+        "JWT_SECRET_KEY": secrets.token_hex(32),
+        "RATELIMIT_ENABLED": "false",
+        "FLASK_DEBUG": "0",
+        "GUNICORN_ACCESS_LOG": "0",
+        **env,
+    }
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [command, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "app:app"],
+            cwd=ROOT,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + GUNICORN_START_TIMEOUT
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start:\n{open(log_path).read()[-3000:]}")
+            try:
+                if http("GET", base + "/api/test-db", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)

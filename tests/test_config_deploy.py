@@ -221,6 +221,20 @@ def test_gunicorn_defaults_without_environment(startable, monkeypatch):
     assert isinstance(settings["workers"], int) and settings["workers"] >= 1
 
 
+def test_gunicorn_serves_with_gevent_and_stops_before_render_kills_it(monkeypatch, startable):
+    monkeypatch.delenv("GUNICORN_WORKER_CLASS", raising=False)
+    settings = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))
+
+    # Slow and idle clients cost a greenlet each (tests/test_slow_clients.py).
+    assert settings["worker_class"] == "gevent"
+    assert settings["worker_connections"] >= 1000
+    # Render sends SIGKILL 30 s after SIGTERM: requests in flight finish before.
+    assert settings["graceful_timeout"] < 30
+
+    monkeypatch.setenv("GUNICORN_WORKER_CLASS", "sync")
+    assert runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))["worker_class"] == "sync"
+
+
 def test_gunicorn_conf_names_only_real_settings(startable):
     settings = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))
     known = {setting.name for setting in KNOWN_SETTINGS}
