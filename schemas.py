@@ -5,7 +5,7 @@ same declaration validates the input (with the project's exact error messages),
 checks the output in tests and generates the OpenAPI document (openapi.py), so
 a field's type, limits, example and message live in one place.
 
-Adding an endpoint (routes.py has thirty examples):
+Adding an endpoint (routes/ has thirty examples):
 
 1. Declare its input here: a `Body` subclass for a JSON body, a `Query` subclass
    for the query string, fields built with the helpers below in the order the

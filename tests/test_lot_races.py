@@ -4,7 +4,7 @@ and checkouts.
 Fault testing found an archived lot with free spots: in 9 of 40 trials when
 spots were added while the lot was archived, and in 1 of 60 when a ticket was
 checked out meanwhile. Every transaction that changes spots now takes the
-lot's row lock first (routes.py, "Lock order"), so each of these requests
+lot's row lock first (routes/__init__.py, "Lock order"), so each of these requests
 runs wholly before or wholly after the archive. Real requests, at the same
 instant, over HTTP; PostgreSQL only (SQLite serialises writers).
 """

@@ -312,15 +312,15 @@ def test_a_disabled_app_built_later_is_not_limited(limited, app_factory, driver)
 
 @pytest.fixture
 def hash_checks(monkeypatch):
-    """Record the hashes routes.py checks passwords against (the check still runs)."""
+    """Record the hashes routes/accounts.py checks passwords against (the check still runs)."""
     seen = []
-    real = routes.check_password_hash
+    real = routes.accounts.check_password_hash
 
     def spy(pwhash, password):
         seen.append(pwhash)
         return real(pwhash, password)
 
-    monkeypatch.setattr(routes, "check_password_hash", spy)
+    monkeypatch.setattr(routes.accounts, "check_password_hash", spy)
     return seen
 
 
@@ -355,12 +355,12 @@ def test_unknown_email_checks_a_dummy_hash_of_the_configured_method(app, app_fac
     assert response.get_json() == {"error": "Invalid email or password"}
     [checked] = hash_checks
     assert method_of(checked) == method
-    assert routes._dummy_hashes[method] == checked
+    assert routes.accounts._dummy_hashes[method] == checked
 
 
 def test_password_matches_hashes_even_without_a_user(app, hash_checks):
     with app.app_context():
-        assert routes.password_matches(None, "password123") is False
+        assert routes.accounts.password_matches(None, "password123") is False
     assert len(hash_checks) == 1
     assert method_of(hash_checks[0]) == app.config["PASSWORD_HASH_METHOD"]
 

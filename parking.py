@@ -1,6 +1,6 @@
 """The gate: who acts at a lot, cars by plate, what a stay owes, payments.
 
-Views in routes.py call these; they run in the request's transaction and
+Views in routes/ call these; they run in the request's transaction and
 never commit, except where a docstring says so.
 
 Who: an `Actor` is the user of a bearer token or a gate device (a credential
