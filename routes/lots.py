@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+import parking
 import schemas
 from billing import Tariff, fee_for
 from endpoints import ADMIN, USER, endpoint
@@ -167,6 +168,7 @@ def create_lot(body: schemas.LotCreate):
     db.session.add(lot)
     db.session.flush()
     insert_spots(spot_rows(lot.id, numbers, body.kind))
+    parking.audit(parking.current_actor(), "lot.create", lot_id=lot.id, detail=lot.name)
     db.session.commit()
     return {
         "message": "Parking lot created",
@@ -222,6 +224,8 @@ def update_lot(lot_id, body: schemas.LotFields):
         select(exists().where(Ticket.lot_id == lot_id))
     ):
         raise ApiError(409, "Currency cannot change once the lot has tickets")
+    changed = ", ".join(sorted(body.model_fields_set))
+    parking.audit(parking.current_actor(), "lot.update", lot_id=lot_id, detail=changed)
     db.session.commit()
     return lot_to_dict(lot, *lot_counts(lot_id))
 
@@ -255,6 +259,7 @@ def archive_lot(lot_id):
         db.session.rollback()
         raise ApiError(409, "Parking lot has open tickets; check them out first")
     lot.archived_at = now()
+    parking.audit(parking.current_actor(), "lot.archive", lot_id=lot_id)
     db.session.commit()
     return {"message": "Parking lot archived", "lot_id": lot_id}
 
@@ -278,6 +283,9 @@ def create_spots(lot_id, body: schemas.SpotsCreate):
     kind = spots.kind
     # A batch's numbers fit the column: a 16-character prefix plus at most 4 digits.
     insert_spots(spot_rows(lot_id, numbers, kind))
+    parking.audit(
+        parking.current_actor(), "spots.create", lot_id=lot_id, detail=f"{len(numbers)} {kind}"
+    )
     commit_or(409, "Spot number already exists in this lot")
     spots = db.session.execute(
         select(ParkingSpot, ParkingLot.name)

@@ -136,9 +136,7 @@ def upgrade():
         sa.Column("exit_grace_minutes", sa.Integer(), nullable=False, server_default="15"),
     )
     if postgres:
-        op.create_check_constraint(
-            "exit_grace_minutes", "parking_lots", "exit_grace_minutes >= 0"
-        )
+        op.create_check_constraint("exit_grace_minutes", "parking_lots", "exit_grace_minutes >= 0")
 
     op.create_table(
         "permits",
@@ -150,7 +148,7 @@ def upgrade():
         sa.Column("created_by", sa.Integer(), sa.ForeignKey("users.id", ondelete="SET NULL")),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True)),
-        sa.CheckConstraint("valid_to > valid_from", name="valid_window"),
+        sa.CheckConstraint("valid_to >= valid_from", name="valid_window"),
     )
 
     with op.batch_alter_table("tickets") as batch:
@@ -187,6 +185,13 @@ def upgrade():
     )
     op.create_index(
         "ix_tickets_lot_plate_key_check_in", "tickets", ["lot_id", "plate_key", "check_in"]
+    )
+    op.create_index(
+        "ix_tickets_open_lot",
+        "tickets",
+        ["lot_id"],
+        postgresql_where=sa.text("check_out IS NULL"),
+        sqlite_where=sa.text("check_out IS NULL"),
     )
 
     op.create_table(
@@ -306,6 +311,7 @@ def downgrade():
         op.execute("DROP TRIGGER payments_add_to_ticket")
     for table in ("audit_log", "permit_lots", "permit_plates", "payments", "devices", "lot_staff"):
         op.drop_table(table)
+    op.drop_index("ix_tickets_open_lot", table_name="tickets")
     op.drop_index("ix_tickets_lot_plate_key_check_in", table_name="tickets")
     op.drop_index("ux_tickets_open_plate_key", table_name="tickets")
     with op.batch_alter_table("tickets") as batch:
