@@ -292,11 +292,13 @@ class Ticket(db.Model):
         Index("ix_tickets_lot_check_in", "lot_id", "check_in"),
         # Covers the report's closed-ticket sums (migration 0004): no table visits.
         Index(
-            "ix_tickets_lot_check_out_amount",
+            "ix_tickets_lot_check_out_totals",
             "lot_id",
             "check_out",
             "amount_due",
             "duration_minutes",
+            "amount_paid",
+            "permit_id",
         ),
     )
 

@@ -1051,24 +1051,40 @@ class ReportQuery(Query):
         return to
 
 
+class PaymentsByMethod(Response):
+    """Money recorded per payment method (refunds counted negative)."""
+
+    cash: Amount
+    card: Amount
+    app: Amount
+    reservation: Amount
+
+
 class ReportDay(Response):
     date: date
     tickets_started: Count
     tickets_closed: Count
-    revenue: Amount
+    revenue: Amount = Field(description="What the tickets closed that day were charged")
     average_stay_minutes: float | None
+    payments: PaymentsByMethod = Field(description="Payments recorded that day")
+    outstanding: Amount = Field(description="What the tickets closed that day still owe")
+    permit_sessions: Count = Field(description="Tickets closed that day a permit covered")
 
 
 class Occupancy(Response):
     total: Count
     occupied: Count
     available: Count
+    out_of_service: Count
 
 
 class ReportTotals(Response):
     tickets_started: Count
     tickets_closed: Count
     revenue: Amount
+    payments: PaymentsByMethod
+    outstanding: Amount
+    permit_sessions: Count
 
 
 class Report(Response):

@@ -830,3 +830,37 @@ def test_every_staff_route_refuses_attendants_and_devices(client, gate):
             "error": "Devices may only use the gate endpoints of their lot"
         }, path
         assert revoked.status_code == 401, path
+
+
+# ===========================================================================
+# The lot report: payments by method, outstanding balances, permit sessions
+# ===========================================================================
+
+
+def test_the_report_adds_payments_by_method_outstanding_and_permit_sessions(
+    client, gate, clock, driver, make_vehicle, auth_headers
+):
+    permit(client, gate, plate_numbers=["KRP 1"])
+    make_vehicle(driver, plate="KRP 3")
+    paid = enter(client, gate, "KRP 2").get_json()["ticket_id"]
+    enter(client, gate, "KRP 1")  # a permit holder
+    unpaid = enter(client, gate, "KRP 3").get_json()["ticket_id"]
+    clock.advance(minutes=30)
+    pay(client, paid, gate.device, 5000, method="card")
+    pay(client, paid, gate.attendant, RATE - 5000, method="cash")
+    assert leave(client, gate, "KRP 2").status_code == 200
+    assert leave(client, gate, "KRP 1").status_code == 200
+    client.patch(f"/api/checkout/{unpaid}", headers=auth_headers(driver))  # leaves RATE owed
+    pay(client, paid, gate.admin, -1000, method="cash", reason="Late barrier")
+
+    response = client.get(
+        f"/api/parking-lots/{gate.lot}/report?from=2026-01-15&to=2026-01-15", headers=gate.admin
+    )
+
+    day = response.get_json()["days"][0]
+    assert day["payments"] == {"cash": RATE - 5000 - 1000, "card": 5000, "app": 0, "reservation": 0}
+    assert (day["tickets_closed"], day["revenue"]) == (3, 2 * RATE)
+    assert day["outstanding"] == RATE + 1000  # the app checkout, and the refund
+    assert day["permit_sessions"] == 1
+    totals = response.get_json()["totals"]
+    assert totals["payments"]["card"] == 5000 and totals["permit_sessions"] == 1

@@ -175,6 +175,14 @@ def upgrade():
         "(SELECT 1 FROM tickets AS first WHERE first.check_out IS NULL "
         "AND first.plate_key = tickets.plate_key AND first.id < tickets.id)"
     )
+    # The report's closed-ticket sums read what is still owed and whether a
+    # permit covered the stay too: the covering index grows by those columns.
+    op.create_index(
+        "ix_tickets_lot_check_out_totals",
+        "tickets",
+        ["lot_id", "check_out", "amount_due", "duration_minutes", "amount_paid", "permit_id"],
+    )
+    op.drop_index("ix_tickets_lot_check_out_amount", table_name="tickets")
     op.create_index(
         "ux_tickets_open_plate_key",
         "tickets",
@@ -311,6 +319,12 @@ def downgrade():
         op.execute("DROP TRIGGER payments_add_to_ticket")
     for table in ("audit_log", "permit_lots", "permit_plates", "payments", "devices", "lot_staff"):
         op.drop_table(table)
+    op.create_index(
+        "ix_tickets_lot_check_out_amount",
+        "tickets",
+        ["lot_id", "check_out", "amount_due", "duration_minutes"],
+    )
+    op.drop_index("ix_tickets_lot_check_out_totals", table_name="tickets")
     op.drop_index("ix_tickets_open_lot", table_name="tickets")
     op.drop_index("ix_tickets_lot_plate_key_check_in", table_name="tickets")
     op.drop_index("ux_tickets_open_plate_key", table_name="tickets")
