@@ -852,6 +852,13 @@ class LotFields(Body):
         None
     )
     daily_max: Int(0, MAX_RATE * 24, example=150000, description="Cap per 24 hours, or null")
+    exit_grace_minutes: Int(
+        0,
+        1440,
+        required=True,
+        example=15,
+        description="Minutes to leave after paying at the gate, default 15",
+    ) = None
 
 
 LOT_FIELDS = frozenset(LotFields.model_fields)
@@ -948,6 +955,9 @@ class Lot(Response):
     timezone: str
     currency: CurrencyCode
     tariff: Tariff
+    exit_grace_minutes: Annotated[int, Field(ge=0, le=1440)] = Field(
+        description="Minutes to leave after paying at the gate"
+    )
 
 
 class SpotCounts(Response):

@@ -51,7 +51,18 @@ from validation import ApiError
 
 
 def lot_dict(
-    id_, name, location, total, available, zone, currency, rate, increment, grace, daily_max
+    id_,
+    name,
+    location,
+    total,
+    available,
+    zone,
+    currency,
+    rate,
+    increment,
+    grace,
+    daily_max,
+    exit_grace,
 ) -> dict:
     """A lot's JSON from its values, in lot_list()'s column order (the list
     unpacks a hundred plain rows into it)."""
@@ -69,6 +80,7 @@ def lot_dict(
             "grace_minutes": grace,
             "daily_max": daily_max,
         },
+        "exit_grace_minutes": exit_grace,
     }
 
 
@@ -82,6 +94,7 @@ def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
         lot.timezone,
         lot.currency,
         *(getattr(lot, name) for name in TARIFF_COLUMNS),
+        lot.exit_grace_minutes,
     )
 
 
@@ -138,6 +151,7 @@ def lot_list() -> PageQuery:
         ParkingLot.billing_increment_minutes,
         ParkingLot.grace_minutes,
         ParkingLot.daily_max,
+        ParkingLot.exit_grace_minutes,
     ).where(ParkingLot.archived_at.is_(None))
     return PageQuery(stmt, ParkingLot.id, plain=True, count_in_page=True)
 
