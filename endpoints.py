@@ -320,6 +320,6 @@ def check_response(spec: Endpoint, result: Any):
             raise ResponseContractError(f"{where}: {error}") from None
     elif response.mimetype not in spec.content:
         raise ResponseContractError(f"{where}: undeclared content type {response.mimetype}")
-    if spec.paginated and not {"X-Total-Count", "Link"} <= set(response.headers.keys()):
+    if spec.paginated and "Link" not in response.headers:
         raise ResponseContractError(f"{where}: pagination headers missing")
     return response

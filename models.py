@@ -10,12 +10,14 @@ numbers within a lot, case-insensitive unique usernames and e-mails.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -23,8 +25,10 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    event,
     false,
     func,
+    select,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -227,6 +231,10 @@ class ParkingLot(db.Model):
     # every spot change. The app reads them and never writes them.
     spots_total: Mapped[int] = mapped_column(Integer, server_default="0")
     spots_available: Mapped[int] = mapped_column(Integer, server_default="0")
+    # How many tickets the lot has had, and how many are open: kept by a
+    # trigger on tickets (migration 0009), for the ticket list's totals.
+    tickets_total: Mapped[int] = mapped_column(Integer, server_default="0")
+    tickets_open: Mapped[int] = mapped_column(Integer, server_default="0")
 
     spots: Mapped[list["ParkingSpot"]] = relationship(back_populates="lot")
 
@@ -239,6 +247,8 @@ class ParkingSpot(db.Model):
         db.UniqueConstraint("lot_id", "spot_number"),
         # Serves the public search and auto-assignment: lot, then status, then kind.
         Index("ix_parking_spots_lot_status_kind", "lot_id", "status", "kind"),
+        # A lot's spots in id order (the search by lot, its keyset pages; 0009).
+        Index("ix_parking_spots_lot_id_id", "lot_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -288,8 +298,18 @@ class Ticket(db.Model):
         ),
         Index("ix_tickets_lot_plate_key_check_in", "lot_id", "plate_key", "check_in"),
         CheckConstraint("amount_paid >= 0", name="amount_paid"),
-        Index("ix_tickets_user_check_in", "user_id", "check_in"),
-        Index("ix_tickets_lot_check_in", "lot_id", "check_in"),
+        # The ticket lists, newest first (check_in DESC, id DESC), read backwards:
+        # everyone's, open ones, a driver's, a lot's (migration 0009).
+        Index("ix_tickets_check_in_id", "check_in", "id"),
+        Index(
+            "ix_tickets_open_check_in_id",
+            "check_in",
+            "id",
+            postgresql_where=text("check_out IS NULL"),
+            sqlite_where=text("check_out IS NULL"),
+        ),
+        Index("ix_tickets_user_check_in_id", "user_id", "check_in", "id"),
+        Index("ix_tickets_lot_check_in_id", "lot_id", "check_in", "id"),
         # Covers the report's closed-ticket sums (migration 0004): no table visits.
         Index(
             "ix_tickets_lot_check_out_totals",
@@ -322,6 +342,10 @@ class Ticket(db.Model):
     grace_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     daily_max: Mapped[int | None] = mapped_column(Integer)
     exit_grace_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    # The lot's local days of check-in and check-out, which the daily rollups
+    # (lot_days) count them on: written with the times (migration 0009).
+    check_in_day: Mapped[date | None] = mapped_column(Date)
+    check_out_day: Mapped[date | None] = mapped_column(Date)
     # Set at checkout.
     amount_due: Mapped[int | None] = mapped_column(BigInteger)
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
@@ -403,6 +427,8 @@ class Payment(db.Model):
     actor_type: Mapped[str] = mapped_column(String(8))
     actor_id: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The lot's local day of created_at (the report counts the payment on it).
+    day: Mapped[date | None] = mapped_column(Date)
 
 
 class Permit(db.Model):
@@ -467,6 +493,57 @@ class AuditEntry(db.Model):
     amount: Mapped[int | None] = mapped_column(BigInteger)
     plate_number: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class LotDay(db.Model):
+    """One lot's day in its time zone, as the report shows it: kept by
+    triggers on tickets and payments in the writing transaction (migration
+    0009), so a report reads one row per day asked for, however long the
+    lot's history. Never written by the app."""
+
+    __tablename__ = "lot_days"
+
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    tickets_started: Mapped[int] = mapped_column(Integer, server_default="0")
+    tickets_closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    permit_sessions: Mapped[int] = mapped_column(Integer, server_default="0")
+    revenue: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    stay_minutes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    outstanding: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    paid_cash: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    paid_card: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    paid_app: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    paid_reservation: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+def local_day(moment: datetime | None, zone: str) -> date | None:
+    """The day `moment` falls on in time zone `zone`."""
+    return moment.astimezone(ZoneInfo(zone)).date() if moment is not None else None
+
+
+@event.listens_for(Ticket, "before_insert")
+@event.listens_for(Ticket, "before_update")
+def _ticket_local_days(_mapper, connection, ticket) -> None:
+    """ORM writers (seed data, tests, scripts) get the local days too; the
+    API's own statements write them, and PostgreSQL fills them for anyone."""
+    if ticket.check_in_day is None or (
+        ticket.check_out is not None and ticket.check_out_day is None
+    ):
+        zone = connection.execute(
+            select(ParkingLot.timezone).where(ParkingLot.id == ticket.lot_id)
+        ).scalar()
+        ticket.check_in_day = ticket.check_in_day or local_day(ticket.check_in, zone or "UTC")
+        ticket.check_out_day = local_day(ticket.check_out, zone or "UTC")
+
+
+@event.listens_for(Payment, "before_insert")
+def _payment_local_day(_mapper, connection, payment) -> None:
+    if payment.day is None:
+        zone = connection.execute(
+            select(ParkingLot.timezone).where(ParkingLot.id == payment.lot_id)
+        ).scalar()
+        payment.day = local_day(payment.created_at or utcnow(), zone or "UTC")
 
 
 class RevokedToken(db.Model):

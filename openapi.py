@@ -51,12 +51,18 @@ ERRORS = {
 NO_DATABASE_TAGS = frozenset({"Docs"})
 PAGINATION_HEADERS = {
     "X-Total-Count": {
-        "description": "Number of items across all pages",
-        "required": True,
+        "description": (
+            "Number of items across all pages; left out when it cannot be counted cheaply "
+            "(more than 10,000 items in a list the database keeps no counter for)"
+        ),
+        "required": False,
         "schema": {"type": "integer", "minimum": 0},
     },
     "Link": {
-        "description": 'RFC 8288 links: rel="first", "prev", "next", "last"',
+        "description": (
+            'RFC 8288 links: rel="first", "prev", "next", "last"; "next" carries a `cursor` '
+            '(keyset: as fast on page 100,000 as on page 2), "last" only with a total'
+        ),
         "required": True,
         "schema": {"type": "string"},
     },

@@ -30,7 +30,18 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, g
 from flask_jwt_extended import current_user
-from sqlalchemy import BigInteger, Integer, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +62,7 @@ from models import (
     UTCDateTime,
     Vehicle,
     db,
+    local_day,
     plate_key,
     utcnow,
 )
@@ -431,9 +443,10 @@ OCCUPY_SPOT = (
 def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: datetime) -> dict:
     """Insert the ticket of a car on a spot this transaction marked occupied
     (not committed). `tariff_source` (the lot or its row) gives the currency,
-    tariff and exit grace frozen on the ticket. The partial unique indexes
-    refuse a second open ticket of the spot or the car: 409 "Vehicle already
-    parked" or 400 "Spot unavailable", with the transaction rolled back."""
+    tariff and exit grace frozen on the ticket, and the time zone of its day.
+    The partial unique indexes refuse a second open ticket of the spot or the
+    car: 409 "Vehicle already parked" or 400 "Spot unavailable", with the
+    transaction rolled back."""
     ticket = {
         "vehicle_id": car.vehicle_id,
         "spot_id": spot_id,
@@ -441,6 +454,7 @@ def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: dateti
         "lot_id": lot_id,
         "plate_key": car.plate_key,
         "check_in": at,
+        "check_in_day": local_day(at, tariff_source.timezone),
         "currency": tariff_source.currency,
         "exit_grace_minutes": tariff_source.exit_grace_minutes,
         **tariff_to_dict(tariff_source),
@@ -493,6 +507,7 @@ CLOSE_TICKET = (
     .where(Ticket.id == bindparam("ticket"), Ticket.check_out.is_(None))
     .values(
         check_out=bindparam("closed_at", type_=UTCDateTime()),
+        check_out_day=bindparam("closed_on", type_=Date()),
         amount_due=bindparam("amount", type_=BigInteger()),
         duration_minutes=bindparam("minutes", type_=Integer()),
         permit_id=bindparam("permit", type_=Integer()),
@@ -514,7 +529,8 @@ def stay_minutes(check_in: datetime, end: datetime) -> int:
 
 
 def close_ticket(ticket, at: datetime) -> Charge | None:
-    """Close an open ticket at `at` (the caller holds the lot's row lock),
+    """Close an open ticket at `at` (a row of CLOSABLE_TICKET; the caller
+    holds the lot's row lock),
     fixing what it owes, and free its spot; None if another request closed it
     first. Not committed."""
     due = charge(ticket, at)
@@ -523,6 +539,7 @@ def close_ticket(ticket, at: datetime) -> Charge | None:
         {
             "ticket": ticket.id,
             "closed_at": at,
+            "closed_on": local_day(at, ticket.timezone),
             "amount": due.amount_due,
             "minutes": stay_minutes(ticket.check_in, at),
             "permit": due.permit_id,

@@ -1113,8 +1113,15 @@ class Report(Response):
 # Lists and spots
 # ===========================================================================
 
-Page = QueryInt(1, MAX_PAGE, default=1, description="Page number, from 1")
+Page = QueryInt(
+    1, MAX_PAGE, default=1, description="Page number, from 1 (deep pages cost more: prefer cursor)"
+)
 PerPage = QueryInt(1, MAX_PER_PAGE, default=DEFAULT_PER_PAGE, description="Items per page")
+Cursor = QueryStr(
+    512,
+    example=None,
+    description='Where the next page starts: take it from the `Link` header\'s `rel="next"`',
+)
 
 
 class Pagination(Query):
@@ -1122,6 +1129,7 @@ class Pagination(Query):
 
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 class SpotSearch(Query):
@@ -1130,6 +1138,7 @@ class SpotSearch(Query):
     kind: QueryChoice(SPOT_KINDS, description="Only this kind")
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 # ===========================================================================
@@ -1180,6 +1189,7 @@ class TicketList(Query):
     lot_id: QueryInt(1, MAX_INT, description="Only this lot")
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 LocalTimestamp = Annotated[
@@ -1406,6 +1416,7 @@ class UserList(Query):
     role: QueryChoice(ROLES, description="Only this role")
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 class UserUpdate(Body):
@@ -1464,6 +1475,7 @@ class AuditQuery(Query):
     to: QueryInstant(example="2026-02-01T00:00:00Z", description="Before this moment")
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 class AuditActor(Response):
@@ -1564,6 +1576,7 @@ class PermitList(Query):
     active: QueryBool(description="true: valid now; false: not (yet or any more)")
     page: Page
     per_page: PerPage
+    cursor: Cursor
 
 
 # ===========================================================================

@@ -8,7 +8,7 @@ unique indexes), freezes the tariff on the ticket and says what a stay owes.
 
 from flask import jsonify
 from flask_jwt_extended import current_user
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, func, select
 
 import parking
 import schemas
@@ -22,23 +22,23 @@ from validation import ApiError
 
 def ticket_to_dict(row, at, permits: parking.Permits) -> dict:
     """A ticket (a row of tickets_query()); an open one shows what it owes so far."""
-    ticket = row.Ticket
+    ticket, plate_number, spot_number, lot_name, timezone = row[:5]
     due = parking.charge(ticket, at, permits)
     end = ticket.check_out or at
     return {
         "id": ticket.id,
         "vehicle_id": ticket.vehicle_id,
-        "plate_number": row.plate_number,
+        "plate_number": plate_number,
         "spot_id": ticket.spot_id,
         "check_in": iso(ticket.check_in),
         "check_out": iso(ticket.check_out),
-        "check_in_local": parking.local_iso(ticket.check_in, row.timezone),
-        "check_out_local": parking.local_iso(ticket.check_out, row.timezone),
+        "check_in_local": parking.local_iso(ticket.check_in, timezone),
+        "check_out_local": parking.local_iso(ticket.check_out, timezone),
         "status": "open" if ticket.check_out is None else "closed",
         "user_id": ticket.user_id,
         "lot_id": ticket.lot_id,
-        "lot": row.lot_name,
-        "spot_number": row.spot_number,
+        "lot": lot_name,
+        "spot_number": spot_number,
         "duration_minutes": parking.stay_minutes(ticket.check_in, end),
         **due.to_dict(),
         "currency": ticket.currency,
@@ -64,7 +64,7 @@ def tickets_query():
 def tickets_to_dicts(rows) -> list[dict]:
     """A page of tickets; the permits of its open ones are read in one statement."""
     at = now()
-    open_ones = [row.Ticket for row in rows if row.Ticket.check_out is None]
+    open_ones = [row[0] for row in rows if row[0].check_out is None]
     start = min((ticket.check_in for ticket in open_ones), default=at)
     permits = parking.Permits((ticket.plate_key for ticket in open_ones), start, at)
     return [ticket_to_dict(row, at, permits) for row in rows]
@@ -91,6 +91,7 @@ BOOKABLE_SPOT = (
         ParkingLot.id.label("lot_id"),
         ParkingLot.name.label("lot_name"),
         ParkingLot.currency,
+        ParkingLot.timezone,
         ParkingLot.exit_grace_minutes,
         *(getattr(ParkingLot, name) for name in TARIFF_COLUMNS),
         DRIVERS_PLATE.label("plate_key"),
@@ -185,8 +186,23 @@ def list_tickets(query: schemas.TicketList):
         stmt = stmt.where(Ticket.check_out.is_(None) if query.active else closed)
     if query.lot_id is not None:
         stmt = stmt.where(Ticket.lot_id == query.lot_id)
-    rows, headers = paginate(stmt, Ticket.check_in.desc(), Ticket.id.desc(), pages=query)
+    total = everyones_total(query) if query.all else None
+    rows, headers = paginate(
+        stmt, Ticket.check_in.desc(), Ticket.id.desc(), pages=query, total=total
+    )
     return jsonify(tickets_to_dicts(rows)), 200, headers
+
+
+def everyones_total(query: schemas.TicketList):
+    """The total of an admin's list, from the per-lot counters the database
+    keeps (migration 0009): a sum over lots, not a count over the history.
+    A driver's own list is counted (at most COUNT_CAP rows, on its index)."""
+    open_ = ParkingLot.tickets_open
+    counted = {True: open_, False: ParkingLot.tickets_total - open_, None: ParkingLot.tickets_total}
+    stmt = select(func.coalesce(func.sum(counted[query.active]), 0))
+    if query.lot_id is not None:
+        stmt = stmt.where(ParkingLot.id == query.lot_id)
+    return lambda: db.session.scalar(stmt)
 
 
 @api.route("/tickets/<int:ticket_id>", methods=["GET"])

@@ -27,6 +27,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask_migrate import upgrade
@@ -48,6 +49,7 @@ TABLES = (
     "permit_plates",
     "revoked_tokens",
     "tickets",
+    "lot_days",  # after tickets: deleting tickets (SQLite) runs its roll-up trigger
     "permits",
     "devices",
     "lot_staff",
@@ -151,6 +153,89 @@ def lot_counter_mismatches() -> list:
     return [tuple(row) for row in rows if (row[1], row[2]) != (row[3], row[4])]
 
 
+def rollup_mismatches() -> list:
+    """Where the rollups the database keeps (migration 0009: lot_days, and the
+    lots' ticket counters) disagree with the tickets and payments themselves,
+    or a row's local day with its time in the lot's zone."""
+    problems = []
+    with db.engine.connect() as conn:
+        zones = dict(conn.execute(text("SELECT id, timezone FROM parking_lots")).all())
+        truth: dict = {}
+
+        def add(lot, day, **values):
+            row = truth.setdefault((lot, str(day)), dict.fromkeys(ROLLUP_COLUMNS, 0))
+            for name, value in values.items():
+                row[name] += value
+
+        for ticket in conn.execute(
+            text(
+                "SELECT id, lot_id, check_in, check_out, check_in_day, check_out_day, "
+                "amount_due, amount_paid, duration_minutes, permit_id FROM tickets"
+            )
+        ):
+            zone = ZoneInfo(zones[ticket.lot_id])
+            for moment, day in (
+                (ticket.check_in, ticket.check_in_day),
+                (ticket.check_out, ticket.check_out_day),
+            ):
+                if moment is not None:
+                    moment = (
+                        moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
+                    )
+                    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+                    if str(moment.astimezone(zone).date()) != str(day):
+                        problems.append(("ticket day", ticket.id, moment, day))
+            add(ticket.lot_id, ticket.check_in_day, tickets_started=1)
+            if ticket.check_out is not None:
+                due = ticket.amount_due or 0
+                add(
+                    ticket.lot_id,
+                    ticket.check_out_day,
+                    tickets_closed=1,
+                    revenue=due,
+                    stay_minutes=ticket.duration_minutes or 0,
+                    outstanding=max(due - ticket.amount_paid, 0),
+                    permit_sessions=int(ticket.permit_id is not None),
+                )
+        for lot, day, method, amount in conn.execute(
+            text("SELECT lot_id, day, method, amount FROM payments")
+        ):
+            add(lot, day, **{f"paid_{method}": amount})
+        kept = {
+            (row.lot_id, str(row.day)): {name: getattr(row, name) for name in ROLLUP_COLUMNS}
+            for row in conn.execute(text("SELECT * FROM lot_days"))
+        }
+        zero = dict.fromkeys(ROLLUP_COLUMNS, 0)
+        for key in truth.keys() | kept.keys():
+            if truth.get(key, zero) != kept.get(key, zero):
+                problems.append(("lot day", key, truth.get(key), kept.get(key)))
+        for row in conn.execute(
+            text(
+                "SELECT l.id, l.tickets_total, l.tickets_open, "
+                "(SELECT count(*) FROM tickets AS t WHERE t.lot_id = l.id), "
+                "(SELECT count(*) FROM tickets AS t WHERE t.lot_id = l.id AND t.check_out IS NULL) "
+                "FROM parking_lots AS l"
+            )
+        ):
+            if (row[1], row[2]) != (row[3], row[4]):
+                problems.append(("ticket counters", *row))
+    return problems
+
+
+ROLLUP_COLUMNS = (
+    "tickets_started",
+    "tickets_closed",
+    "revenue",
+    "stay_minutes",
+    "outstanding",
+    "permit_sessions",
+    "paid_cash",
+    "paid_card",
+    "paid_app",
+    "paid_reservation",
+)
+
+
 @pytest.fixture
 def app(app_factory):
     application = app_factory()
@@ -161,8 +246,10 @@ def app(app_factory):
         db.session.remove()
         # Every test, whatever it did to spots, leaves the lot counters right.
         mismatches = lot_counter_mismatches()
+        rollups = rollup_mismatches()
         empty_tables()
     assert not mismatches, f"lot counters disagree with the spots: {mismatches}"
+    assert not rollups, f"daily rollups or ticket counters disagree with the rows: {rollups}"
 
 
 @pytest.fixture

@@ -126,12 +126,24 @@ def test_ticket_paging_headers(client, clock, driver, make_lot, vehicle, auth_he
     assert first.headers["X-Total-Count"] == "5"
     assert [t["id"] for t in first.get_json()] == newest_first[:2]
     assert set(links(first)) == {"first", "next", "last"}
+    # "next" is a cursor: the rows after the last one shown (keyset, flat).
+    assert "cursor=" in links(first)["next"] and "&page=" not in links(first)["next"]
     second = client.get(links(first)["next"], headers=headers)
     assert [t["id"] for t in second.get_json()] == newest_first[2:4]
-    assert set(links(second)) == {"first", "prev", "next", "last"}
+    assert set(links(second)) == {"first", "next", "last"}
+    third = client.get(links(second)["next"], headers=headers)
+    assert [t["id"] for t in third.get_json()] == newest_first[4:]
+    assert set(links(third)) == {"first", "last"}  # nothing after it
+    # Page numbers still work, as before.
     last = client.get(links(first)["last"], headers=headers)
     assert [t["id"] for t in last.get_json()] == newest_first[4:]
     assert "page=3" in links(first)["last"]
+    by_page = client.get("/api/tickets?per_page=2&page=2", headers=headers)
+    assert [t["id"] for t in by_page.get_json()] == newest_first[2:4]
+    assert set(links(by_page)) == {"first", "prev", "next", "last"}
+    assert "page=3" in links(by_page)["next"]
+    bad = client.get("/api/tickets?cursor=not-a-cursor", headers=headers)
+    assert (bad.status_code, bad.get_json()) == (400, {"error": "cursor is invalid"})
 
 
 @pytest.mark.parametrize(
