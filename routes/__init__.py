@@ -28,7 +28,17 @@ statement (it rides on the read each of them starts with).
 """
 
 from ratelimit import limiter
-from routes import accounts, docs, health, lots, spots, tickets, vehicles  # noqa: F401
+from routes import (  # noqa: F401
+    accounts,
+    availability,
+    docs,
+    health,
+    lots,
+    spots,
+    tickets,
+    vehicles,
+    webhooks,
+)
 from routes.accounts import hash_password
 from routes.common import api
 from tokens import issue_tokens

@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+import events
 import schemas
 from billing import Tariff, fee_for
 from endpoints import USER, endpoint
@@ -122,6 +123,7 @@ def open_ticket(vehicle_id: int, spot_id: int, lot_id: int, tariff_source) -> di
     }
     try:
         ticket["id"] = run(INSERT_TICKET, ticket).scalar_one()
+        events.emit_ticket("ticket.opened", ticket["id"])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -340,6 +342,7 @@ def checkout(ticket_id):
         db.session.rollback()
         raise ApiError(400, invalid)
     run(FREE_SPOT, {"spot": ticket.spot_id})
+    events.emit_ticket("ticket.closed", ticket_id)
     db.session.commit()
     return {
         "message": "Checked out",
