@@ -280,11 +280,9 @@ def _not_marked(session: Session) -> None:
         claim.marking = False
 
 
-def prune(at: datetime | None = None) -> int:
+def prune() -> int:
     """Delete expired keys; how many."""
-    result = db.session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.expires_at <= (at or utcnow()))
-    )
+    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now()))
     db.session.commit()
     return result.rowcount
 
