@@ -142,6 +142,8 @@ class Config:
     # Hosts (names or IP addresses) webhooks may be sent to even though they
     # resolve to private, loopback or link-local addresses (SSRF guard).
     WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+    # Seconds one delivery attempt may take in all before it counts as failed.
+    WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
     # Number of reverse proxies in front of the app (Render has one).
     PROXY_HOPS = env_int("PROXY_HOPS", 1)
     TESTING = False

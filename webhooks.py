@@ -15,16 +15,17 @@ each in short transactions, so several workers can run side by side:
    FOR UPDATE SKIP LOCKED; each gets one delivery per webhook subscribed to
    its type, and is marked dispatched, in one transaction.
 2. Delivery: due deliveries are claimed with FOR UPDATE SKIP LOCKED, and the
-   claim itself (attempts + 1, next_attempt_at pushed LEASE ahead) is
+   claim itself (attempts + 1, next_attempt_at pushed a lease ahead) is
    committed before anything is sent, so no other worker takes them while
-   this one sends (a send is cut off after TIMEOUT, well within LEASE). The
+   this one sends (a send is cut off after TIMEOUT, well within the lease of
+   six times that). The
    result is then recorded: a 2xx is `delivered`; anything else (another
    status, a redirect, which is never followed, a timeout, a refused
    connection) is retried after an exponential backoff with jitter, for up
    to MAX_AGE after the event, then `failed`.
 
 At least once: a worker that dies mid-delivery leaves the claim to expire
-(LEASE), and the delivery is sent again with the same webhook-id. A result
+(the lease), and the delivery is sent again with the same webhook-id. A result
 is recorded only by the claim that sent it (the attempt count must still
 match), so a late worker never overwrites a newer attempt.
 
@@ -67,14 +68,15 @@ from models import Event, Webhook, WebhookDelivery, db
 log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"
-TIMEOUT = 10.0  # seconds for a whole attempt: connect, send, status line and headers
-LEASE = timedelta(seconds=60)  # a claimed delivery is not due again before this
+TIMEOUT = 10.0  # seconds for a whole attempt (WEBHOOK_TIMEOUT_SECONDS)
+# A claimed delivery is not due again for LEASE_FACTOR times the timeout
+# (60 s): far longer than its attempt can take.
+LEASE_FACTOR = 6
 MAX_AGE = timedelta(hours=24)  # retried for this long after the event, then `failed`
 BACKOFF_FIRST, BACKOFF_CAP = 10.0, 3600.0  # seconds: 10, 20, 40, ... at most an hour
 DNS_TIMEOUT = 5.0
 USER_AGENT = "parking-lot-api-webhooks/1"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-BATCH = 20
 
 
 # ---------------------------------------------------------------------------
@@ -217,6 +219,10 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float = 
         conn.close()
 
 
+def delivery_timeout() -> float:
+    return float(current_app.config.get("WEBHOOK_TIMEOUT_SECONDS", TIMEOUT))
+
+
 def body_of(event_type: str, created_at: datetime, data: dict) -> bytes:
     payload = {"type": event_type, "timestamp": created_at.isoformat(), "data": data}
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -299,8 +305,10 @@ class Claimed:
     data: dict
 
 
-def claim(limit: int = BATCH, delivery_id: int | None = None) -> list[Claimed]:
-    """Claim due deliveries (or one given delivery) and commit the claim."""
+def claim(limit: int = 1, delivery_id: int | None = None) -> list[Claimed]:
+    """Claim due deliveries (or one given delivery) and commit the claim. The
+    worker claims one at a time: each claim's lease covers one attempt, and
+    several workers share the queue delivery by delivery."""
     at = now()
     due = select(WebhookDelivery.id).where(WebhookDelivery.status == "pending")
     if delivery_id is None:
@@ -318,7 +326,7 @@ def claim(limit: int = BATCH, delivery_id: int | None = None) -> list[Claimed]:
             .values(
                 attempts=WebhookDelivery.attempts + 1,
                 last_attempt_at=at,
-                next_attempt_at=at + LEASE,
+                next_attempt_at=at + timedelta(seconds=LEASE_FACTOR * delivery_timeout()),
             )
             .returning(WebhookDelivery.id)
             .execution_options(synchronize_session=False)
@@ -353,7 +361,7 @@ def attempt(delivery: Claimed) -> tuple[int | None, str | None]:
     body = body_of(delivery.event_type, delivery.event_created_at, delivery.data)
     headers = headers_for(delivery.secret, delivery.message_id, body)
     try:
-        status = post(check_url(delivery.url), body, headers)
+        status = post(check_url(delivery.url), body, headers, timeout=delivery_timeout())
     except (UrlRefused, DeliveryFailed) as error:
         return None, str(error)[:255]
     return status, None if 200 <= status < 300 else f"HTTP {status}"

@@ -17,6 +17,9 @@
   promise kept by the database. SQLite cannot add a CHECK without rebuilding
   parking_lots, which would drop the triggers; the counters keep it there.
 
+SQLite: the counter trigger of 0003 for status changes is replaced by one
+that changes the lot row once (see SQLITE_COUNT_UPDATE).
+
 As with migration 0003: a later batch ("move and copy") migration of
 parking_lots on SQLite drops these triggers with the old table and must call
 create_sqlite_triggers() again.
@@ -103,10 +106,43 @@ SQLITE_TRIGGERS = (
 )
 TRIGGER_NAMES = ("parking_lots_fullness_event", "parking_lots_stamp_counts")
 
+# SQLite's counter trigger of migration 0003 applied a status change as
+# "remove the spot, add it back": two UPDATEs of the lot, so the lot passed
+# through a state with one spot less (spots_total - 1), and the fullness
+# event fired in between saw it. Like PostgreSQL's function, a change within
+# one lot is now one UPDATE of spots_available; a move between lots stays
+# remove-then-add (two lots).
+COUNTED_CHANGE = (
+    "(OLD.status = 'available') <> (NEW.status = 'available') OR OLD.lot_id <> NEW.lot_id"
+)
+SQLITE_COUNT_UPDATE_0003 = (
+    "CREATE TRIGGER parking_spots_count_update AFTER UPDATE OF status, lot_id ON parking_spots "
+    f"WHEN {COUNTED_CHANGE} BEGIN "
+    "UPDATE parking_lots SET spots_total = spots_total - 1, "
+    "spots_available = spots_available - (OLD.status = 'available') WHERE id = OLD.lot_id; "
+    "UPDATE parking_lots SET spots_total = spots_total + 1, "
+    "spots_available = spots_available + (NEW.status = 'available') WHERE id = NEW.lot_id; END"
+)
+SQLITE_COUNT_UPDATE = (
+    "CREATE TRIGGER parking_spots_count_update AFTER UPDATE OF status, lot_id ON parking_spots "
+    f"WHEN {COUNTED_CHANGE} BEGIN "
+    "UPDATE parking_lots SET spots_available = spots_available "
+    "+ (NEW.status = 'available') - (OLD.status = 'available') "
+    "WHERE id = NEW.lot_id AND OLD.lot_id = NEW.lot_id; "
+    "UPDATE parking_lots SET spots_total = spots_total - 1, "
+    "spots_available = spots_available - (OLD.status = 'available') "
+    "WHERE id = OLD.lot_id AND OLD.lot_id <> NEW.lot_id; "
+    "UPDATE parking_lots SET spots_total = spots_total + 1, "
+    "spots_available = spots_available + (NEW.status = 'available') "
+    "WHERE id = NEW.lot_id AND OLD.lot_id <> NEW.lot_id; END"
+)
+
 
 def create_sqlite_triggers() -> None:
     for statement in SQLITE_TRIGGERS:
         op.execute(statement)
+    op.execute("DROP TRIGGER IF EXISTS parking_spots_count_update")
+    op.execute(SQLITE_COUNT_UPDATE)
 
 
 def upgrade():
@@ -219,6 +255,8 @@ def downgrade():
     else:
         for name in TRIGGER_NAMES:
             op.execute(f"DROP TRIGGER {name}")
+        op.execute("DROP TRIGGER parking_spots_count_update")
+        op.execute(SQLITE_COUNT_UPDATE_0003)
     op.drop_column("parking_lots", "counts_updated_at")
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
