@@ -17,10 +17,22 @@ from conftest import TABLES
 from sqlalchemy import select, text
 
 import routes
+import webhooks
 from app import create_app
 from config import TestConfig
 from endpoints import ADMIN
-from models import ParkingLot, ParkingSpot, RevokedToken, Ticket, User, Vehicle, db
+from models import (
+    ParkingLot,
+    ParkingSpot,
+    RevokedToken,
+    Ticket,
+    User,
+    Vehicle,
+    Webhook,
+    WebhookDelivery,
+    db,
+    utcnow,
+)
 
 # Every (METHOD, rule) of the app, read once at collection.
 ROUTES = sorted(
@@ -89,7 +101,18 @@ def world(app, client, clock, make_user, make_lot, make_vehicle):
         )
         assert booked.status_code == 201, booked.get_json()
         ids[f"{owner}_ticket"] = booked.get_json()["ticket_id"]
+    with app.app_context():
+        # Pinging it is refused at once: nothing listens on the discard port.
+        hook = Webhook(
+            url=DEAD_HOOK, events=["lot.full"], secret=webhooks.new_secret(), created_at=utcnow()
+        )
+        db.session.add(hook)
+        db.session.commit()
+        ids["webhook"] = hook.id
     return ids
+
+
+DEAD_HOOK = "http://127.0.0.1:9/hook"
 
 
 def path_for(rule: str, world: World, user: str, overrides: dict | None = None) -> str:
@@ -100,6 +123,7 @@ def path_for(rule: str, world: World, user: str, overrides: dict | None = None) 
         "lot_id": world.lot,
         "spot_id": world.spots[5],
         "filename": "app.js",
+        "webhook_id": world.webhook,
         **(overrides or {}),
     }
     return PATH_ARG.sub(lambda m: str(values.get(m.group(2), 1)), rule)
@@ -160,6 +184,9 @@ BODIES = {
     ("PATCH", "/api/spots/<int:spot_id>"): [
         lambda app, w, n: {"spot_number": f"Q{n}", "kind": "ev", "status": "out_of_service"}
     ],
+    ("POST", "/api/webhooks"): [
+        lambda app, w, n: {"url": DEAD_HOOK, "events": ["lot.full"], "description": f"Hook {n}"}
+    ],
     ("POST", "/api/tickets"): [
         lambda app, w, n: {"vehicle_id": w.admin_spare_vehicle, "parking_spot_id": w.spots[6]},
         lambda app, w, n: {
@@ -170,7 +197,11 @@ BODIES = {
     ],
 }
 # POST/PATCH routes that read no body at all.
-NO_BODY = {("PATCH", "/api/checkout/<int:ticket_id>"), ("POST", "/api/token/refresh")}
+NO_BODY = {
+    ("PATCH", "/api/checkout/<int:ticket_id>"),
+    ("POST", "/api/token/refresh"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"),
+}
 # Routes that take a refresh token instead of an access token.
 REFRESH_ROUTES = {("POST", "/api/token/refresh")}
 # Valid query strings for routes that need one.
@@ -210,6 +241,8 @@ STRING_FIELDS = {
     "spot_number",
     "kind",
     "status",
+    "url",
+    "description",
 }
 INT_FIELDS = {
     "hourly_rate",
@@ -501,6 +534,9 @@ OBJECT_ROUTES = {
     ("GET", "/api/parking-lots/<int:lot_id>"): None,
     ("GET", "/api/parking-lots/<int:lot_id>/quote"): None,
     ("GET", "/api/spots/<int:spot_id>"): None,
+    ("DELETE", "/api/webhooks/<int:webhook_id>"): (403, "Admin privileges required"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"): (403, "Admin privileges required"),
+    ("GET", "/api/webhooks/<int:webhook_id>/deliveries"): (403, "Admin privileges required"),
 }
 ID_ROUTES = [route for route in ROUTES if "<int:" in route[1]]
 
@@ -573,6 +609,11 @@ ADMIN_ROUTES = {
     ("POST", "/api/parking-lots/<int:lot_id>/spots"),
     ("GET", "/api/parking-lots/<int:lot_id>/report"),
     ("PATCH", "/api/spots/<int:spot_id>"),
+    ("POST", "/api/webhooks"),
+    ("GET", "/api/webhooks"),
+    ("DELETE", "/api/webhooks/<int:webhook_id>"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"),
+    ("GET", "/api/webhooks/<int:webhook_id>/deliveries"),
 }
 
 
@@ -767,6 +808,19 @@ def _check_ticket_created(app, w, body):
     assert get(app, ParkingSpot, w.spots[6]).status == "occupied"
 
 
+def _check_webhook_created(app, w, body):
+    hook = get(app, Webhook, body["id"])
+    assert hook.id != 999_999 and hook.created_by == w.admin
+    assert hook.created_at != datetime(2000, 1, 1, tzinfo=UTC)
+    assert hook.secret == body["secret"] and hook.secret.startswith("whsec_")
+
+
+def _check_ping(app, w, body):
+    delivery = get(app, WebhookDelivery, body["id"])
+    assert delivery.webhook_id == w.webhook and delivery.status == "pending"
+    assert delivery.attempts == 1 and delivery.id != 999_999
+
+
 def _check_checkout(app, w, body):
     ticket = get(app, Ticket, w.attacker_ticket)
     assert ticket.check_out == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -792,6 +846,8 @@ MASS_ASSIGNMENT = {
     ("PATCH", "/api/spots/<int:spot_id>"): ("admin", _check_spot_updated),
     ("POST", "/api/tickets"): ("attacker", _check_ticket_created),
     ("PATCH", "/api/checkout/<int:ticket_id>"): ("attacker", _check_checkout),
+    ("POST", "/api/webhooks"): ("admin", _check_webhook_created),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"): ("admin", _check_ping),
 }
 
 
