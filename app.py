@@ -149,7 +149,7 @@ def register_extensions(app: Flask) -> None:
         app,
         resources={
             # The public availability feed: any origin (signage, open-data sites).
-            "/api/availability": {"origins": "*"},
+            "/api/availability": {"origins": "*", "send_wildcard": True},
             r"/api/*": {"origins": app.config["CORS_ORIGINS"]},
         },
         expose_headers=EXPOSED_HEADERS,

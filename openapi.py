@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import core_schema
 
+import idempotency
 from endpoints import Endpoint
 from ratelimit import limiter
 from schemas import PATH_ID_SCHEMA, PATH_IDS, Error
@@ -241,7 +242,22 @@ def _errors(app: Flask, rule, spec: Endpoint) -> dict:
     return responses
 
 
-def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Any 1-255 printable ASCII characters, e.g. a UUID: a retry with the same "
+    "key gets the first answer again (`Idempotent-Replayed: true`), and nothing is done twice. "
+    "Kept 24 hours per caller.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+IDEMPOTENCY_ERRORS = {
+    409: f"{idempotency.IN_PROGRESS} (Idempotency-Key)",
+    422: idempotency.REUSED,
+}
+
+
+def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) -> dict:
     operation: dict[str, Any] = {
         "tags": [spec.tag],
         "summary": spec.summary,
@@ -252,6 +268,9 @@ def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
     parameters = _path_parameters(rule.rule, spec)
     if spec.query is not None:
         parameters += _query_parameters(spec.query)
+    keyed = method in idempotency.WRITE_METHODS and spec.takes_idempotency_key
+    if keyed:
+        parameters.append(IDEMPOTENCY_KEY)
     if parameters:
         operation["parameters"] = parameters
     if spec.body is not None:
@@ -260,7 +279,14 @@ def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
             "required": not _accepts_empty(spec.body),
             "content": _json(_schema_ref(spec.body), _body_example(component)),
         }
-    operation["responses"] = {str(spec.status): _success(spec), **_errors(app, rule, spec)}
+    errors = _errors(app, rule, spec)
+    if keyed:
+        for status, text in IDEMPOTENCY_ERRORS.items():
+            if str(status) in errors:
+                text = f"{errors[str(status)]['description']}; or {text}"
+            errors[str(status)] = _error(text)
+        errors = dict(sorted(errors.items()))
+    operation["responses"] = {str(spec.status): _success(spec), **errors}
     operation["security"] = spec.auth.security() if spec.auth is not None else []
     return operation
 
@@ -296,7 +322,7 @@ def _build(app: Flask) -> dict:
     security_schemes = {}
     for rule, method, spec in declarations:
         path = RULE_ARGUMENT.sub(r"{\2}", rule.rule)
-        paths.setdefault(path, {})[method.lower()] = _operation(app, rule, spec, components)
+        paths.setdefault(path, {})[method.lower()] = _operation(app, rule, method, spec, components)
         tags[spec.tag] = None
         if spec.auth is not None:
             security_schemes[spec.auth.scheme] = spec.auth.scheme_doc

@@ -97,7 +97,7 @@ def create_webhook(body: schemas.WebhookCreate):
 @api.route("/webhooks", methods=["GET"])
 @endpoint(
     tag="Webhooks",
-    summary="List webhooks (admin); secrets are not shown",
+    summary="List webhooks; their secrets are not shown (admin)",
     auth=ADMIN,
     query=schemas.Pagination,
     response=list[schemas.Webhook],
