@@ -252,6 +252,7 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
 IDEMPOTENCY_ERRORS = {
+    400: idempotency.INVALID_KEY,
     409: f"{idempotency.IN_PROGRESS} (Idempotency-Key)",
     422: idempotency.REUSED,
 }
