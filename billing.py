@@ -44,6 +44,14 @@ _EXPONENT_EXCEPTIONS = {
 CURRENCIES: dict[str, int] = {code: _EXPONENT_EXCEPTIONS.get(code, 2) for code in _CODES}
 
 
+TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
+
+
+def tariff_to_dict(row) -> dict:
+    """The tariff of a lot or a ticket (or any row with its columns), as the API shows it."""
+    return {name: getattr(row, name) for name in TARIFF_COLUMNS}
+
+
 @dataclass(frozen=True)
 class Tariff:
     hourly_rate: int

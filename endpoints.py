@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from functools import cached_property, wraps
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_jwt_extended import current_user, verify_jwt_in_request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import idempotency
+import parking
 from schemas import validation_error
 from validation import ApiError, json_body
 
@@ -64,6 +65,11 @@ class Auth:
 
     def security(self) -> list[dict]:
         return [{self.scheme: []}]
+
+    def security_schemes(self) -> dict[str, dict]:
+        return {self.scheme: self.scheme_doc}
+
+    accepts_devices = False  # may a gate device's key call it? (see `devices_only_at_the_gate`)
 
     def errors(self) -> dict[int, str]:
         return {401: "Missing or invalid credentials"}
@@ -103,6 +109,87 @@ USER = Bearer()
 ADMIN = Bearer("admin", forbidden="Admin privileges required")
 REFRESH = Bearer(refresh=True)
 
+DEVICE_SCHEME = "deviceKey"
+DEVICE_SCHEME_DOC = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": "A gate device's key: `Authorization: Device <key>` "
+    "(POST /api/parking-lots/{lot_id}/devices shows it once)",
+}
+
+
+def device_key() -> str | None:
+    """The key of an `Authorization: Device <key>` header, else None."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "device" else None
+
+
+class Gate(Auth):
+    """The people and devices that run a lot: an attendant assigned to it, an
+    admin (bearer token), or one of the lot's gate devices (`Device <key>`).
+
+    The lot is the URL's `lot_id`; where the URL names something else (a
+    ticket), the view calls parking.authorize_lot() once it knows the lot."""
+
+    scheme = "bearerAuth"
+    scheme_doc = Bearer.scheme_doc
+    accepts_devices = True
+
+    def __init__(self, devices: bool = True):
+        self.accepts_devices = devices
+
+    def check(self) -> None:
+        key = device_key() if self.accepts_devices else None
+        if key is not None:
+            g.device = parking.authenticate_device(key)
+        else:
+            verify_jwt_in_request()
+            if current_user.role not in ("attendant", "admin"):
+                raise ApiError(403, "Attendant or admin role required")
+        lot_id = (request.view_args or {}).get("lot_id")
+        if lot_id is not None:
+            parking.authorize_lot(parking.current_actor(), lot_id)
+
+    def security(self) -> list[dict]:
+        return (
+            [{"bearerAuth": []}, {DEVICE_SCHEME: []}]
+            if self.accepts_devices
+            else super().security()
+        )
+
+    def security_schemes(self) -> dict[str, dict]:
+        schemes = {"bearerAuth": Bearer.scheme_doc}
+        if self.accepts_devices:
+            schemes[DEVICE_SCHEME] = DEVICE_SCHEME_DOC
+        return schemes
+
+    def errors(self) -> dict[int, str]:
+        return {
+            401: "Missing, malformed, expired or revoked token; or an invalid or revoked "
+            "device key",
+            403: "Attendant or admin role required, or Not assigned to this lot",
+        }
+
+
+GATE = Gate()
+
+
+def devices_only_at_the_gate() -> None:
+    """Before every /api request: a device key is checked (401 when wrong or
+    revoked) and accepted only by the gate's endpoints (403 anywhere else,
+    public routes and bearer-token routes included)."""
+    key = device_key()
+    if key is None:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    spec = getattr(view, "endpoint", None)
+    if spec is not None and spec.auth is not None and spec.auth.accepts_devices:
+        return  # the endpoint's own check authenticates it
+    parking.authenticate_device(key)
+    raise ApiError(403, "Devices may only use the gate endpoints of their lot")
+
+
 # ---------------------------------------------------------------------------
 # The declaration
 # ---------------------------------------------------------------------------
@@ -121,7 +208,7 @@ class Endpoint:
     query: type[BaseModel] | None
     response: Any  # a model, list[model], or None (content only)
     status: int
-    errors: dict[int, str]
+    errors: dict[int, str | tuple]  # description, or (model, description) for a richer body
     paginated: bool
     content: dict[str, str]  # other media types of the success answer: type -> description
     path: dict[str, dict] = field(default_factory=dict)  # non-id path parameters' schemas
@@ -132,6 +219,13 @@ class Endpoint:
     @property
     def takes_idempotency_key(self) -> bool:
         return self.idempotent and self.auth is not None
+
+    # Other success answers: status -> (model, description), e.g. a replayed payment's 200.
+    also: dict[int, tuple[Any, str]] = field(default_factory=dict)
+
+    @cached_property
+    def also_adapters(self) -> dict[int, TypeAdapter]:
+        return {status: TypeAdapter(model) for status, (model, _) in self.also.items()}
 
     @cached_property
     def response_adapter(self) -> TypeAdapter | None:
@@ -153,13 +247,14 @@ def endpoint(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     response: Any = None,
-    errors: dict[int, str] | None = None,
+    errors: dict[int, str | tuple] | None = None,
     paginated: bool = False,
     limits: Iterable[Callable] = (),
     description: str | None = None,
     content: dict[str, str] | None = None,
     path: dict[str, dict] | None = None,
     idempotent: bool = True,
+    also: dict[int, tuple[Any, str]] | None = None,
 ) -> Callable:
     """Declare a view; see the module docstring. `response` is a model or
     `(model, status)`; `errors` maps the view's own statuses to descriptions."""
@@ -185,6 +280,7 @@ def endpoint(
             content=dict(content or {}),
             path=dict(path or {}),
             idempotent=idempotent,
+            also=dict(also or {}),
         )
 
         @wraps(view)
@@ -228,13 +324,16 @@ def check_response(spec: Endpoint, result: Any):
     """The answer as a Response, after checking it against the declaration."""
     response = current_app.make_response(result)
     where = f"{request.method} {request.path}"
-    if response.status_code != spec.status:
+    adapter = spec.response_adapter
+    if response.status_code in spec.also_adapters:
+        adapter = spec.also_adapters[response.status_code]
+    elif response.status_code != spec.status:
         raise ResponseContractError(f"{where}: status {response.status_code}, not {spec.status}")
     if response.is_json:
-        if spec.response_adapter is None:
+        if adapter is None:
             raise ResponseContractError(f"{where}: JSON answer without a response model")
         try:
-            spec.response_adapter.validate_json(response.get_data(), strict=True)
+            adapter.validate_json(response.get_data(), strict=True)
         except ValidationError as error:
             raise ResponseContractError(f"{where}: {error}") from None
     elif response.mimetype not in spec.content:

@@ -11,11 +11,11 @@ answers it, a payment as the payment endpoints do, a lot as its entry of GET
 /api/availability).
 
 Who emits what:
-* ticket.opened / ticket.closed: booking and checkout (routes/tickets.py),
-  and the gate's entry and exit: `emit_ticket("ticket.opened", ticket_id)`
-  after the ticket's INSERT / UPDATE, before the commit.
-* payment.recorded: `emit("payment.recorded", parking.payment_dict(payment))`
-  after the payment is flushed.
+* ticket.opened / ticket.closed: parking.insert_ticket and parking.close_ticket
+  (the app's booking and checkout, and the gate's entry and exit), with
+  `emit_ticket(type, ticket_id)`: the ticket as GET /api/tickets lists it.
+* payment.recorded: parking.record_payment, `emit("payment.recorded",
+  parking.payment_dict(payment))`.
 * reservation.created / reservation.cancelled / reservation.no_show:
   `emit(type, <the reservation as the API returns it>)`.
 * lot.full / lot.available: nobody in Python. A trigger on parking_lots
@@ -61,7 +61,7 @@ def emit(type_: str, data: dict) -> None:
 def emit_ticket(type_: str, ticket_id: int) -> None:
     """Emit a ticket event whose data is the ticket as the API shows it now
     (read in the current transaction, so it includes this transaction's change)."""
-    from routes.tickets import ticket_to_dict, tickets_query  # routes import this module
+    from routes.tickets import tickets_query, tickets_to_dicts  # routes import this module
 
     row = db.session.execute(tickets_query().where(Ticket.id == ticket_id)).one()
-    emit(type_, ticket_to_dict(*row))
+    emit(type_, tickets_to_dicts([row])[0])

@@ -46,7 +46,10 @@ ERRORS = {
     400: "Invalid input; `error` says which field and why",
     413: SHORT_MESSAGES[413],
     429: "Too many requests (rate limit); retry after `Retry-After` seconds",
+    503: "Database unavailable, retry shortly: nothing was written; retry after `Retry-After`",
 }
+# Operations that never touch the database (and so never answer 503).
+NO_DATABASE_TAGS = frozenset({"Docs"})
 PAGINATION_HEADERS = {
     "X-Total-Count": {
         "description": "Number of items across all pages",
@@ -61,7 +64,7 @@ PAGINATION_HEADERS = {
 }
 RETRY_AFTER = {
     "Retry-After": {
-        "description": "Seconds until the limit resets",
+        "description": "Seconds to wait before retrying",
         "schema": {"type": "integer", "minimum": 0},
     }
 }
@@ -109,8 +112,11 @@ def _json(schema: dict, example: Any = None) -> dict:
     return {"application/json": media}
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": _json(_schema_ref(Error))}
+def _error(described: str | tuple) -> dict:
+    """An error answer: a description (the body is `Error`), or (model, description)
+    for an error that carries more than its message (e.g. a 402's balance)."""
+    model, description = described if isinstance(described, tuple) else (Error, described)
+    return {"description": description, "content": _json(_schema_ref(model))}
 
 
 def _body_example(component: dict) -> dict:
@@ -224,7 +230,7 @@ def _success(spec: Endpoint) -> dict:
 
 
 def _errors(app: Flask, rule, spec: Endpoint) -> dict:
-    statuses: dict[int, str] = {}
+    statuses: dict[int, str | tuple] = {}
     if spec.body is not None or spec.query is not None:
         statuses[400] = ERRORS[400]
     if spec.auth is not None:
@@ -233,11 +239,13 @@ def _errors(app: Flask, rule, spec: Endpoint) -> dict:
         statuses[413] = ERRORS[413]
     if _rate_limited(app, rule.endpoint, rule.endpoint.rpartition(".")[0] or None):
         statuses[429] = ERRORS[429]
+    if spec.tag not in NO_DATABASE_TAGS:
+        statuses[503] = ERRORS[503]
     statuses.update(spec.errors)
     responses = {}
     for status in sorted(statuses):
         responses[str(status)] = _error(statuses[status])
-        if status == 429:
+        if status in (429, 503):
             responses[str(status)]["headers"] = RETRY_AFTER
     return responses
 
@@ -280,6 +288,9 @@ def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) 
             "required": not _accepts_empty(spec.body),
             "content": _json(_schema_ref(spec.body), _body_example(component)),
         }
+    successes = {str(spec.status): _success(spec)}
+    for status, (model, description) in spec.also.items():
+        successes[str(status)] = {"description": description, "content": _json(_schema_ref(model))}
     errors = _errors(app, rule, spec)
     if keyed:
         for status, text in IDEMPOTENCY_ERRORS.items():
@@ -287,7 +298,7 @@ def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) 
                 text = f"{errors[str(status)]['description']}; or {text}"
             errors[str(status)] = _error(text)
         errors = dict(sorted(errors.items()))
-    operation["responses"] = {str(spec.status): _success(spec), **errors}
+    operation["responses"] = {**successes, **errors}
     operation["security"] = spec.auth.security() if spec.auth is not None else []
     return operation
 
@@ -308,7 +319,9 @@ def _build(app: Flask) -> dict:
     declarations = list(_declarations(app))
     models: dict[type[BaseModel], None] = {}  # ordered set
     for _rule, _method, spec in declarations:
-        for model in (spec.body, *_models(spec.response)):
+        also = (model for model, _ in spec.also.values())
+        error_models = (e[0] for e in spec.errors.values() if isinstance(e, tuple))
+        for model in (spec.body, *_models(spec.response), *also, *error_models):
             if model is not None:
                 models[model] = None
     models[Error] = None
@@ -326,7 +339,7 @@ def _build(app: Flask) -> dict:
         paths.setdefault(path, {})[method.lower()] = _operation(app, rule, method, spec, components)
         tags[spec.tag] = None
         if spec.auth is not None:
-            security_schemes[spec.auth.scheme] = spec.auth.scheme_doc
+            security_schemes.update(spec.auth.security_schemes())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Parking Lot API", "version": "1.0.0", "description": DESCRIPTION},

@@ -25,25 +25,31 @@ concurrent payments see each other and never pay more than the balance.
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import g
 from flask_jwt_extended import current_user
-from sqlalchemy import and_, bindparam, exists, or_, select
+from sqlalchemy import BigInteger, Integer, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
-from billing import Tariff, stay_charge
+import events
+from billing import TARIFF_COLUMNS, Tariff, stay_charge, tariff_to_dict
 from database import lock_row, run
 from models import (
     AuditEntry,
     Device,
     LotStaff,
+    ParkingLot,
+    ParkingSpot,
     Payment,
     Permit,
     PermitLot,
     PermitPlate,
     Ticket,
+    UTCDateTime,
     Vehicle,
     db,
     plate_key,
@@ -207,42 +213,59 @@ def car_for_plate(plate_number: str) -> Car:
 # Permits
 # ---------------------------------------------------------------------------
 
-PERMITS_OF_PLATE = (
-    select(Permit.id, Permit.valid_from, Permit.valid_to)
-    .join(PermitPlate, PermitPlate.permit_id == Permit.id)
+PERMITS_OF_PLATES = (
+    select(
+        PermitPlate.plate_key,
+        Permit.id,
+        Permit.valid_from,
+        Permit.valid_to,
+        Permit.all_lots,
+        PermitLot.lot_id,
+    )
+    .join(Permit, PermitPlate.permit_id == Permit.id)
+    .outerjoin(PermitLot, PermitLot.permit_id == Permit.id)
     .where(
-        PermitPlate.plate_key == bindparam("key"),
+        PermitPlate.plate_key.in_(bindparam("keys", expanding=True)),
         Permit.valid_to > bindparam("start"),
         Permit.valid_from <= bindparam("end"),
-        or_(
-            Permit.all_lots,
-            exists().where(PermitLot.permit_id == Permit.id, PermitLot.lot_id == bindparam("lot")),
-        ),
     )
     .order_by(Permit.valid_from, Permit.id)
 )
 
 
-def permit_coverage(
-    key: str | None, lot_id: int, start: datetime, end: datetime
-) -> tuple[datetime | None, int | None]:
-    """Until when permits valid at this lot cover the plate without a break
-    from `start` (None: not covered at `start`), and the permit covering `start`."""
-    if not key:
-        return None, None
-    covered, first = start, None
-    for permit_id, valid_from, valid_to in run(
-        PERMITS_OF_PLATE, {"key": key, "lot": lot_id, "start": start, "end": end}
-    ):
-        if valid_from <= covered < valid_to:
-            covered, first = valid_to, first or permit_id
-    return (covered, first) if first else (None, None)
+class Permits:
+    """The permits of some plates over a time range, read in one statement,
+    to answer for each ticket what covered it (lists stay one query)."""
 
+    def __init__(self, keys, start: datetime, end: datetime):
+        keys = sorted({key for key in keys if key}) if start < end else []
+        self.rows = (
+            run(PERMITS_OF_PLATES, {"keys": keys, "start": start, "end": end}).all() if keys else []
+        )
 
-def permit_now(key: str, lot_id: int, at: datetime) -> tuple[int, datetime, datetime] | None:
-    """A permit valid for the plate at this lot at `at`: (id, valid_from, valid_to)."""
-    row = run(PERMITS_OF_PLATE, {"key": key, "lot": lot_id, "start": at, "end": at}).first()
-    return tuple(row) if row else None
+    def valid(self, key: str | None, lot_id: int):
+        """(id, valid_from, valid_to) of the plate's permits valid at the lot, by start."""
+        seen = set()
+        for plate, permit_id, valid_from, valid_to, all_lots, permit_lot in self.rows:
+            if plate == key and (all_lots or permit_lot == lot_id) and permit_id not in seen:
+                seen.add(permit_id)
+                yield permit_id, valid_from, valid_to
+
+    def coverage(self, key, lot_id: int, start: datetime) -> tuple[datetime | None, int | None]:
+        """Until when the plate's permits cover it at the lot without a break
+        from `start` (None: not covered at `start`), and the permit covering `start`."""
+        covered, first = start, None
+        for permit_id, valid_from, valid_to in self.valid(key, lot_id):
+            if valid_from <= covered < valid_to:
+                covered, first = valid_to, first or permit_id
+        return (covered, first) if first else (None, None)
+
+    def at(self, key, lot_id: int, moment: datetime):
+        """(id, valid_from, valid_to) of a permit valid at `moment`, or None."""
+        for permit in self.valid(key, lot_id):
+            if permit[1] <= moment < permit[2]:
+                return permit
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -270,14 +293,19 @@ class Charge:
         }
 
 
-def charge(ticket, at: datetime) -> Charge:
+def charge(ticket, at: datetime, permits: Permits | None = None) -> Charge:
     """What `ticket` (a Ticket or a row with its columns) owes at `at`; a
-    closed ticket owes what its checkout fixed."""
+    closed ticket owes what its checkout fixed. `permits` (read once for a
+    page of tickets) saves the statement that reads the plate's permits."""
     if ticket.check_out is not None:
         return Charge(
             ticket.amount_due or 0, ticket.amount_paid, [], ticket.check_out, ticket.permit_id
         )
-    covered_until, permit_id = permit_coverage(ticket.plate_key, ticket.lot_id, ticket.check_in, at)
+    if permits is None:
+        # A row that says no permit ever named its plate after check-in skips the read.
+        has_permit = getattr(ticket, "has_permit", True)
+        permits = Permits([ticket.plate_key] if has_permit else [], ticket.check_in, at)
+    covered_until, permit_id = permits.coverage(ticket.plate_key, ticket.lot_id, ticket.check_in)
     amount, breakdown, until = stay_charge(
         ticket.check_in,
         at,
@@ -363,6 +391,7 @@ def record_payment(
     action = "refund" if amount < 0 else "payment"
     audit(actor, action, lot_id=ticket.lot_id, ticket_id=ticket.id, amount=amount, detail=method)
     db.session.flush()
+    events.emit("payment.recorded", payment_dict(payment))  # the outbox, same transaction
     return payment, True
 
 
@@ -371,3 +400,197 @@ def lock_ticket(ticket_id: int) -> Ticket | None:
     if not lock_row(Ticket.__table__, ticket_id):
         return None
     return db.session.get(Ticket, ticket_id, populate_existing=True)
+
+
+# ---------------------------------------------------------------------------
+# Tickets: opening and closing (the caller holds the lot's row lock and commits)
+# ---------------------------------------------------------------------------
+
+INSERT_TICKET = insert(Ticket).returning(Ticket.id)
+# One open session per car: by plate, and (for tickets adopted without a
+# plate key) by vehicle.
+CAR_PARKED = select(
+    exists().where(
+        or_(Ticket.plate_key == bindparam("key"), Ticket.vehicle_id == bindparam("vehicle")),
+        Ticket.check_out.is_(None),
+    )
+)
+OCCUPY_SPOT = (
+    update(ParkingSpot)
+    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "available")
+    .values(status="occupied")
+    .execution_options(synchronize_session=False)
+)
+
+
+def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: datetime) -> dict:
+    """Insert the ticket of a car on a spot this transaction marked occupied
+    (not committed). `tariff_source` (the lot or its row) gives the currency,
+    tariff and exit grace frozen on the ticket. The partial unique indexes
+    refuse a second open ticket of the spot or the car: 409 "Vehicle already
+    parked" or 400 "Spot unavailable", with the transaction rolled back."""
+    ticket = {
+        "vehicle_id": car.vehicle_id,
+        "spot_id": spot_id,
+        "user_id": car.user_id,
+        "lot_id": lot_id,
+        "plate_key": car.plate_key,
+        "check_in": at,
+        "currency": tariff_source.currency,
+        "exit_grace_minutes": tariff_source.exit_grace_minutes,
+        **tariff_to_dict(tariff_source),
+    }
+    try:
+        ticket["id"] = run(INSERT_TICKET, ticket).scalar_one()
+    except IntegrityError:
+        db.session.rollback()
+        if run(CAR_PARKED, {"key": car.plate_key, "vehicle": car.vehicle_id}).scalar():
+            raise ApiError(409, "Vehicle already parked") from None
+        raise ApiError(400, "Spot unavailable") from None
+    events.emit_ticket("ticket.opened", ticket["id"])  # the outbox, same transaction
+    return ticket
+
+
+def take_spot(spot_id: int) -> None:
+    """Mark a chosen spot occupied, only if it is still available (else 400)."""
+    if run(OCCUPY_SPOT, {"spot": spot_id}).rowcount == 0:
+        db.session.rollback()
+        raise ApiError(400, "Spot unavailable")
+
+
+def pick_spot(lot_id: int, kind: str | None) -> tuple[int, str]:
+    """Take any free spot of the lot (and kind), whose row lock the caller
+    holds: (spot id, number), or 409 "No spots available".
+
+    On PostgreSQL the candidate is picked with FOR UPDATE SKIP LOCKED, so a
+    spot another transaction is changing is skipped, not waited for; SQLite
+    serialises writers, where the clause is dropped."""
+    candidate = select(ParkingSpot.id).where(
+        ParkingSpot.lot_id == lot_id, ParkingSpot.status == "available"
+    )
+    if kind is not None:
+        candidate = candidate.where(ParkingSpot.kind == kind)
+    candidate = candidate.order_by(ParkingSpot.id).limit(1).with_for_update(skip_locked=True)
+    picked = run(
+        update(ParkingSpot)
+        .where(ParkingSpot.id == candidate.scalar_subquery(), ParkingSpot.status == "available")
+        .values(status="occupied")
+        .returning(ParkingSpot.id, ParkingSpot.spot_number)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if picked is None:
+        db.session.rollback()
+        raise ApiError(409, "No spots available")
+    return picked.id, picked.spot_number
+
+
+CLOSE_TICKET = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket"), Ticket.check_out.is_(None))
+    .values(
+        check_out=bindparam("closed_at", type_=UTCDateTime()),
+        amount_due=bindparam("amount", type_=BigInteger()),
+        duration_minutes=bindparam("minutes", type_=Integer()),
+        permit_id=bindparam("permit", type_=Integer()),
+    )
+    .execution_options(synchronize_session=False)
+)
+FREE_SPOT = (
+    update(ParkingSpot)
+    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "occupied")
+    .values(status="available")
+    .execution_options(synchronize_session=False)
+)
+
+
+def stay_minutes(check_in: datetime, end: datetime) -> int:
+    """A stay's length in started minutes: a 2-second stay is 1 minute, as
+    its receipt bills it (billing rounds every part up the same way)."""
+    return -(-(end - check_in) // timedelta(minutes=1))
+
+
+def close_ticket(ticket, at: datetime) -> Charge | None:
+    """Close an open ticket at `at` (the caller holds the lot's row lock),
+    fixing what it owes, and free its spot; None if another request closed it
+    first. Not committed."""
+    due = charge(ticket, at)
+    closed = run(
+        CLOSE_TICKET,
+        {
+            "ticket": ticket.id,
+            "closed_at": at,
+            "amount": due.amount_due,
+            "minutes": stay_minutes(ticket.check_in, at),
+            "permit": due.permit_id,
+        },
+    )
+    if closed.rowcount == 0:
+        return None
+    run(FREE_SPOT, {"spot": ticket.spot_id})
+    events.emit_ticket("ticket.closed", ticket.id)  # the outbox, same transaction
+    return due
+
+
+def local_iso(value: datetime | None, zone: str) -> str | None:
+    """A UTC time in the lot's time zone, ISO 8601 with that zone's offset."""
+    return value.astimezone(ZoneInfo(zone)).isoformat() if value else None
+
+
+def receipt(ticket, due: Charge, check_out: datetime) -> dict:
+    """What a checkout or a gate exit answers. `ticket` is a row with the
+    ticket's columns plus spot_number, lot_name, timezone and plate_number."""
+    return {
+        "message": "Checked out",
+        "ticket_id": ticket.id,
+        "plate_number": ticket.plate_number,
+        "check_in": ticket.check_in.isoformat(),
+        "check_out": check_out.isoformat(),
+        "check_in_local": local_iso(ticket.check_in, ticket.timezone),
+        "check_out_local": local_iso(check_out, ticket.timezone),
+        "duration_minutes": stay_minutes(ticket.check_in, check_out),
+        **due.to_dict(),
+        "currency": ticket.currency,
+        "lot": ticket.lot_name,
+        "lot_id": ticket.lot_id,
+        "spot_number": ticket.spot_number,
+        "breakdown": due.breakdown,
+    }
+
+
+# The ticket with everything a checkout or an exit needs, its lot's row locked
+# first (see "Lock order" in routes/), and the ticket's own row after.
+CLOSABLE_TICKET = (
+    select(
+        Ticket.id,
+        Ticket.user_id,
+        Ticket.spot_id,
+        Ticket.lot_id,
+        Ticket.plate_key,
+        Ticket.check_in,
+        Ticket.check_out,
+        Ticket.currency,
+        *(getattr(Ticket, name) for name in TARIFF_COLUMNS),
+        Ticket.exit_grace_minutes,
+        Ticket.paid_until,
+        Ticket.amount_paid,
+        Ticket.amount_due,
+        Ticket.permit_id,
+        Vehicle.plate_number,
+        ParkingSpot.spot_number,
+        ParkingLot.name.label("lot_name"),
+        ParkingLot.timezone,
+    )
+    .add_columns(
+        exists()
+        .where(
+            PermitPlate.plate_key == Ticket.plate_key,
+            PermitPlate.permit_id == Permit.id,
+            Permit.valid_to > Ticket.check_in,
+        )
+        .label("has_permit")
+    )
+    .join(Vehicle, Ticket.vehicle_id == Vehicle.id)
+    .join(ParkingSpot, Ticket.spot_id == ParkingSpot.id)
+    .join(ParkingLot, Ticket.lot_id == ParkingLot.id)
+    .with_for_update(of=[ParkingLot, Ticket], key_share=True)
+)

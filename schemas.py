@@ -65,7 +65,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from billing import CURRENCIES
-from models import ROLES, SPOT_KINDS, SPOT_STATUSES
+from models import PAYMENT_METHODS, ROLES, SPOT_KINDS, SPOT_STATUSES
 from validation import MAX_INT, ApiError
 
 # ---------------------------------------------------------------------------
@@ -894,7 +894,15 @@ class RemainderItem(Response):
     amount: Amount
 
 
-BreakdownItem = GraceItem | FullDayItem | RemainderItem
+class PermitItem(Response):
+    """The part of a stay a permit covered: free."""
+
+    period: Literal["permit"]
+    minutes: Count
+    amount: Literal[0]
+
+
+BreakdownItem = GraceItem | FullDayItem | RemainderItem | PermitItem
 
 
 class Quote(Response):
@@ -1033,30 +1041,74 @@ class TicketList(Query):
     per_page: PerPage
 
 
-class Ticket(Response):
+LocalTimestamp = Annotated[
+    AwareDatetime, Field(description="The same moment in the lot's time zone (its offset)")
+]
+Minutes = Annotated[
+    int, Field(ge=0, description="Started minutes of the stay: a 2-second stay is 1 minute")
+]
+
+
+class Balance(Response):
+    """What a stay owes, what was paid, and what is left to pay."""
+
+    amount_due: Amount = Field(description="Owed so far (open) or charged (closed)")
+    amount_paid: Amount = Field(description="The sum of the ticket's payments (net of refunds)")
+    balance: Amount = Field(description="amount_due - amount_paid, never below 0")
+
+
+class Ticket(Balance):
     id: RowId
     vehicle_id: RowId
+    plate_number: str = Field(description="As the car was first registered")
     spot_id: RowId
     check_in: Timestamp
     check_out: Timestamp | None
+    check_in_local: LocalTimestamp
+    check_out_local: LocalTimestamp | None
     status: Literal["open", "closed"]
-    user_id: RowId
+    user_id: RowId | None = Field(description="null: a car without (a single) account")
     lot_id: RowId
     lot: str
     spot_number: str
-    duration_minutes: int
-    amount_due: Amount | None = Field(description="Owed so far (open) or charged (closed)")
+    duration_minutes: Minutes
     currency: CurrencyCode
     tariff: Tariff
 
 
-class Receipt(Response):
+class PaymentActor(Response):
+    type: Literal["user", "device"]
+    id: RowId
+
+
+class Payment(Response):
+    id: RowId
+    ticket_id: RowId
+    amount: Amount = Field(description="Negative: a refund")
+    currency: CurrencyCode
+    method: Literal[PAYMENT_METHODS]
+    reference: str | None
+    reason: str | None
+    created_at: Timestamp
+    actor: PaymentActor
+
+
+class TicketDetail(Ticket):
+    paid_until: Timestamp | None = Field(
+        description="A payment while parked fixed the fee up to this moment"
+    )
+    payments: list[Payment]
+
+
+class Receipt(Balance):
     message: str
     ticket_id: RowId
+    plate_number: str
     check_in: Timestamp
     check_out: Timestamp
-    duration_minutes: int
-    amount_due: Amount
+    check_in_local: LocalTimestamp
+    check_out_local: LocalTimestamp
+    duration_minutes: Minutes
     currency: CurrencyCode
     lot: str
     lot_id: RowId

@@ -88,7 +88,8 @@ def main() -> int:
             headers=auth,
         ).get_json()["ticket_id"]
         assert client.patch(f"/api/checkout/{ticket_id}", headers=auth).status_code == 200
-        closed = client.get(f"/api/tickets/{ticket_id}", headers=auth).get_json()
+        listed = client.get("/api/tickets", headers=auth).get_json()
+        closed = next(t for t in listed if t["id"] == ticket_id)
 
         worker = subprocess.run(
             [flask, "deliver-events", "--once"],

@@ -12,6 +12,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from billing import TARIFF_COLUMNS, tariff_to_dict
 from database import run
 from models import (
     ParkingLot,
@@ -20,7 +21,8 @@ from models import (
 )
 from validation import ApiError
 
-__all__ = ["run"]  # re-exported: the resource modules run prebuilt statements
+# Re-exported for the resource modules.
+__all__ = ["TARIFF_COLUMNS", "run", "tariff_to_dict"]
 
 api = Blueprint("api", __name__)
 
@@ -41,18 +43,6 @@ def commit_or(status: int, message: str) -> None:
     except IntegrityError:
         db.session.rollback()
         raise ApiError(status, message) from None
-
-
-TARIFF_COLUMNS = ("hourly_rate", "billing_increment_minutes", "grace_minutes", "daily_max")
-
-
-def tariff_to_dict(row) -> dict:
-    return {
-        "hourly_rate": row.hourly_rate,
-        "billing_increment_minutes": row.billing_increment_minutes,
-        "grace_minutes": row.grace_minutes,
-        "daily_max": row.daily_max,
-    }
 
 
 def active_lot(lot_id: int, lock: bool = False) -> ParkingLot:

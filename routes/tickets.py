@@ -1,63 +1,46 @@
-"""Tickets: /tickets (book, list), /tickets/<id>, /checkout/<id>."""
+"""Tickets: /tickets (book, list), /tickets/<id>, /checkout/<id>.
+
+A ticket is one stay of one car on one spot. Drivers open theirs in the app
+(here); the gate opens them by plate (routes/gate.py). Both go through
+parking.py, which keeps one open ticket per car and per spot (the partial
+unique indexes), freezes the tariff on the ticket and says what a stay owes.
+"""
 
 from flask import jsonify
-from flask_jwt_extended import (
-    current_user,
-)
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    bindparam,
-    exists,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+from flask_jwt_extended import current_user
+from sqlalchemy import bindparam, exists, select
 
-import events
+import parking
 import schemas
-from billing import Tariff, fee_for
+from billing import TARIFF_COLUMNS, tariff_to_dict
 from endpoints import USER, endpoint
-from models import (
-    ParkingLot,
-    ParkingSpot,
-    Ticket,
-    UTCDateTime,
-    Vehicle,
-    db,
-)
+from models import LotStaff, ParkingLot, ParkingSpot, Payment, Ticket, Vehicle, db
 from pagination import paginate
-from routes.common import TARIFF_COLUMNS, active_lot, api, iso, now, run, tariff_to_dict
+from routes.common import active_lot, api, iso, now, run
 from validation import ApiError
 
-# ===========================================================================
-# Tickets: /tickets, /tickets/<id>, /checkout/<id>
-# ===========================================================================
 
-
-def ticket_to_dict(ticket: Ticket, spot_number: str, lot_name: str) -> dict:
-    """A ticket; an open one shows what is owed so far."""
-    end = ticket.check_out or now()
-    amount = ticket.amount_due
-    if ticket.check_out is None:
-        amount, _ = fee_for(end - ticket.check_in, Tariff.of(ticket))
-    duration = ticket.duration_minutes
-    if duration is None:
-        duration = int((end - ticket.check_in).total_seconds() // 60)
+def ticket_to_dict(row, at, permits: parking.Permits) -> dict:
+    """A ticket (a row of tickets_query()); an open one shows what it owes so far."""
+    ticket = row.Ticket
+    due = parking.charge(ticket, at, permits)
+    end = ticket.check_out or at
     return {
         "id": ticket.id,
         "vehicle_id": ticket.vehicle_id,
+        "plate_number": row.plate_number,
         "spot_id": ticket.spot_id,
         "check_in": iso(ticket.check_in),
         "check_out": iso(ticket.check_out),
+        "check_in_local": parking.local_iso(ticket.check_in, row.timezone),
+        "check_out_local": parking.local_iso(ticket.check_out, row.timezone),
         "status": "open" if ticket.check_out is None else "closed",
         "user_id": ticket.user_id,
         "lot_id": ticket.lot_id,
-        "lot": lot_name,
-        "spot_number": spot_number,
-        "duration_minutes": duration,
-        "amount_due": amount,
+        "lot": row.lot_name,
+        "spot_number": row.spot_number,
+        "duration_minutes": parking.stay_minutes(ticket.check_in, end),
+        **due.to_dict(),
         "currency": ticket.currency,
         "tariff": tariff_to_dict(ticket),
     }
@@ -65,22 +48,42 @@ def ticket_to_dict(ticket: Ticket, spot_number: str, lot_name: str) -> dict:
 
 def tickets_query():
     return (
-        select(Ticket, ParkingSpot.spot_number, ParkingLot.name)
+        select(
+            Ticket,
+            Vehicle.plate_number,
+            ParkingSpot.spot_number,
+            ParkingLot.name.label("lot_name"),
+            ParkingLot.timezone,
+        )
+        .join(Vehicle, Ticket.vehicle_id == Vehicle.id)
         .join(ParkingSpot, Ticket.spot_id == ParkingSpot.id)
         .join(ParkingLot, Ticket.lot_id == ParkingLot.id)
     )
 
 
-# Booking and checkout run these statements, built once with bind parameters
-# (building them per request cost as much CPU as the writes themselves).
-# Bind names differ from the column names, which UPDATE reserves for SET.
-DRIVERS_VEHICLE = exists().where(
-    Vehicle.id == bindparam("vehicle"),
-    Vehicle.user_id == bindparam("owner"),
-    Vehicle.deleted_at.is_(None),
+def tickets_to_dicts(rows) -> list[dict]:
+    """A page of tickets; the permits of its open ones are read in one statement."""
+    at = now()
+    open_ones = [row.Ticket for row in rows if row.Ticket.check_out is None]
+    start = min((ticket.check_in for ticket in open_ones), default=at)
+    permits = parking.Permits((ticket.plate_key for ticket in open_ones), start, at)
+    return [ticket_to_dict(row, at, permits) for row in rows]
+
+
+# Booking runs these statements, built once with bind parameters (building
+# them per request cost as much CPU as the writes themselves).
+DRIVERS_PLATE = (
+    select(Vehicle.plate_key)
+    .where(
+        Vehicle.id == bindparam("vehicle"),
+        Vehicle.user_id == bindparam("owner"),
+        Vehicle.deleted_at.is_(None),
+    )
+    .scalar_subquery()
 )
-OWNS_VEHICLE = select(DRIVERS_VEHICLE)
-# The chosen spot, its lot's tariff and whether the vehicle is the driver's, in one read.
+OWNS_VEHICLE = select(DRIVERS_PLATE)
+# The chosen spot, its lot's tariff and the driver's vehicle's plate, in one
+# read that takes the lot's row lock first (see "Lock order" in routes/).
 BOOKABLE_SPOT = (
     select(
         ParkingSpot.spot_number,
@@ -88,97 +91,15 @@ BOOKABLE_SPOT = (
         ParkingLot.id.label("lot_id"),
         ParkingLot.name.label("lot_name"),
         ParkingLot.currency,
+        ParkingLot.exit_grace_minutes,
         *(getattr(ParkingLot, name) for name in TARIFF_COLUMNS),
-        DRIVERS_VEHICLE.label("drivers_vehicle"),
+        DRIVERS_PLATE.label("plate_key"),
     )
     .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
     .where(ParkingSpot.id == bindparam("spot"), ParkingLot.archived_at.is_(None))
-    .with_for_update(of=ParkingLot, key_share=True)  # lot first: see "Lock order"
+    .with_for_update(of=ParkingLot, key_share=True)
 )
-OCCUPY_SPOT = (
-    update(ParkingSpot)
-    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "available")
-    .values(status="occupied")
-    .execution_options(synchronize_session=False)
-)
-INSERT_TICKET = insert(Ticket).returning(Ticket.id)
-VEHICLE_PARKED = select(
-    exists().where(Ticket.vehicle_id == bindparam("vehicle"), Ticket.check_out.is_(None))
-)
-
-
-def open_ticket(vehicle_id: int, spot_id: int, lot_id: int, tariff_source) -> dict:
-    """Insert and commit the ticket for a spot this transaction just marked
-    occupied; `tariff_source` (a lot or its row) gives currency and tariff.
-    The partial unique indexes refuse a second open ticket of the spot or the
-    vehicle; the answer then says which."""
-    ticket = {
-        "vehicle_id": vehicle_id,
-        "spot_id": spot_id,
-        "user_id": current_user.id,
-        "lot_id": lot_id,
-        "check_in": now(),
-        "currency": tariff_source.currency,
-        **tariff_to_dict(tariff_source),
-    }
-    try:
-        ticket["id"] = run(INSERT_TICKET, ticket).scalar_one()
-        events.emit_ticket("ticket.opened", ticket["id"])
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if run(VEHICLE_PARKED, {"vehicle": vehicle_id}).scalar():
-            raise ApiError(409, "Vehicle already parked") from None
-        raise ApiError(400, "Spot unavailable") from None
-    return ticket
-
-
-def book_spot(vehicle_id: int, spot_id: int, spot) -> dict:
-    """Book a chosen spot: flip it to occupied only if it is still available.
-
-    A parked vehicle is not checked up front: its second ticket fails on the
-    unique index, which rolls the spot back and answers 409."""
-    if run(OCCUPY_SPOT, {"spot": spot_id}).rowcount == 0:
-        db.session.rollback()
-        raise ApiError(400, "Spot unavailable")
-    return open_ticket(vehicle_id, spot_id, spot.lot_id, spot)
-
-
-def assign_spot(vehicle_id: int, lot_id: int, kind: str | None):
-    """Give the vehicle any free spot of the lot (and kind), atomically.
-
-    On PostgreSQL the candidate is picked with FOR UPDATE SKIP LOCKED, so
-    concurrent arrivals each lock a different free spot instead of queueing on
-    the same one; SQLite serialises writers, where the clause is dropped.
-    The outer status check plus the partial unique index make a spot given
-    twice impossible even if the pick were stale.
-    """
-    lot = active_lot(lot_id, lock=True)
-    candidate = select(ParkingSpot.id).where(
-        ParkingSpot.lot_id == lot_id, ParkingSpot.status == "available"
-    )
-    if kind is not None:
-        candidate = candidate.where(ParkingSpot.kind == kind)
-    candidate = candidate.order_by(ParkingSpot.id).limit(1).with_for_update(skip_locked=True)
-    for _attempt in range(5):
-        picked = db.session.execute(
-            update(ParkingSpot)
-            .where(ParkingSpot.id == candidate.scalar_subquery(), ParkingSpot.status == "available")
-            .values(status="occupied")
-            .returning(ParkingSpot.id, ParkingSpot.spot_number)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if picked is None:
-            db.session.rollback()
-            raise ApiError(409, "No spots available")
-        try:
-            ticket = open_ticket(vehicle_id, picked.id, lot.id, lot)
-        except ApiError as error:
-            if error.status == 409:
-                raise
-            continue  # the spot's index said no: pick another
-        return ticket, picked.spot_number, lot.name
-    raise ApiError(409, "No spots available")
+CHECKOUT_TICKET = parking.CLOSABLE_TICKET.where(Ticket.id == bindparam("ticket"))
 
 
 @api.route("/tickets", methods=["POST"])
@@ -196,33 +117,39 @@ def assign_spot(vehicle_id: int, lot_id: int, kind: str | None):
     },
     description=(
         "Give `parking_spot_id` to book that spot, or `lot_id` (and `kind`) to be "
-        "assigned any free spot of the lot."
+        "assigned any free spot of the lot. One open ticket per car: a car that "
+        "came in at a gate, or whose plate another account parked, is 409."
     ),
 )
 def create_ticket(body: schemas.TicketCreate):
-    vehicle_id, spot_id, lot_id, kind = (
-        body.vehicle_id,
-        body.parking_spot_id,
-        body.lot_id,
-        body.kind,
-    )
-    params = {"vehicle": vehicle_id, "owner": current_user.id}
-    if spot_id is not None:
+    params = {"vehicle": body.vehicle_id, "owner": current_user.id}
+    at = now()
+    if body.parking_spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
-        spot = run(BOOKABLE_SPOT, {**params, "spot": spot_id}).first()
+        spot = run(BOOKABLE_SPOT, {**params, "spot": body.parking_spot_id}).first()
         if spot is None or spot.status != "available":
             raise ApiError(400, "Spot unavailable")
-        if not spot.drivers_vehicle:
+        if spot.plate_key is None:
             raise ApiError(400, "Vehicle not found")
-        ticket = book_spot(vehicle_id, spot_id, spot)
+        car = parking.Car(body.vehicle_id, current_user.id, "", spot.plate_key)
+        # A parked car is not checked up front: its second ticket fails on the
+        # unique index, which rolls the spot back and answers 409.
+        parking.take_spot(body.parking_spot_id)
+        ticket = parking.insert_ticket(car, body.parking_spot_id, spot.lot_id, spot, at)
         spot_number, lot_name = spot.spot_number, spot.lot_name
     else:
-        if not run(OWNS_VEHICLE, params).scalar():
+        key = run(OWNS_VEHICLE, params).scalar()
+        if key is None:
             raise ApiError(400, "Vehicle not found")
+        car = parking.Car(body.vehicle_id, current_user.id, "", key)
         # Checked first here, so a parked driver at a full lot hears why.
-        if run(VEHICLE_PARKED, {"vehicle": vehicle_id}).scalar():
+        if run(parking.CAR_PARKED, {"key": key, "vehicle": body.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")
-        ticket, spot_number, lot_name = assign_spot(vehicle_id, lot_id, kind)
+        lot = active_lot(body.lot_id, lock=True)
+        spot_id, spot_number = parking.pick_spot(lot.id, body.kind)
+        ticket = parking.insert_ticket(car, spot_id, lot.id, lot, at)
+        lot_name = lot.name
+    db.session.commit()
     return {
         "message": "Spot booked",
         "ticket_id": ticket["id"],
@@ -232,7 +159,7 @@ def create_ticket(body: schemas.TicketCreate):
         "lot_id": ticket["lot_id"],
         "check_in": iso(ticket["check_in"]),
         "currency": ticket["currency"],
-        "tariff": {name: ticket[name] for name in TARIFF_COLUMNS},
+        "tariff": tariff_to_dict(spot if body.parking_spot_id is not None else lot),
     }, 201
 
 
@@ -244,10 +171,14 @@ def create_ticket(body: schemas.TicketCreate):
     query=schemas.TicketList,
     response=list[schemas.Ticket],
     paginated=True,
+    errors={403: "Admin privileges required (all=true)"},
 )
 def list_tickets(query: schemas.TicketList):
     stmt = tickets_query()
-    if not (query.all and current_user.is_admin):
+    if query.all:
+        if not current_user.is_admin:
+            raise ApiError(403, "Admin privileges required")
+    else:
         stmt = stmt.where(Ticket.user_id == current_user.id)
     if query.active is not None:
         closed = Ticket.check_out.is_not(None)
@@ -255,57 +186,45 @@ def list_tickets(query: schemas.TicketList):
     if query.lot_id is not None:
         stmt = stmt.where(Ticket.lot_id == query.lot_id)
     rows, headers = paginate(stmt, Ticket.check_in.desc(), Ticket.id.desc(), pages=query)
-    return jsonify([ticket_to_dict(*row) for row in rows]), 200, headers
+    return jsonify(tickets_to_dicts(rows)), 200, headers
 
 
 @api.route("/tickets/<int:ticket_id>", methods=["GET"])
 @endpoint(
     tag="Tickets",
-    summary="One ticket (owner or admin); an open one shows the amount owed so far",
+    summary="One ticket with its payments (owner, the lot's attendants, admin)",
     auth=USER,
-    response=schemas.Ticket,
+    response=schemas.TicketDetail,
     errors={404: "Ticket not found"},
+    description=(
+        "An open ticket shows what it owes so far: `amount_due` (the fee up to now, "
+        "or up to a payment made while parked, within the lot's exit grace), "
+        "`amount_paid` and `balance`."
+    ),
 )
 def get_ticket(ticket_id):
-    row = db.session.execute(tickets_query().where(Ticket.id == ticket_id)).first()
-    if row is None or (row[0].user_id != current_user.id and not current_user.is_admin):
+    attendant_here = exists().where(
+        LotStaff.lot_id == Ticket.lot_id, LotStaff.user_id == current_user.id
+    )
+    row = db.session.execute(
+        tickets_query().add_columns(attendant_here.label("attendant")).where(Ticket.id == ticket_id)
+    ).first()
+    allowed = row is not None and (
+        row.Ticket.user_id == current_user.id
+        or current_user.is_admin
+        or (current_user.role == "attendant" and row.attendant)
+    )
+    if not allowed:
         raise ApiError(404, "Ticket not found")
-    return ticket_to_dict(*row)
-
-
-CHECKOUT_TICKET = (
-    select(
-        Ticket.user_id,
-        Ticket.spot_id,
-        Ticket.lot_id,
-        Ticket.check_in,
-        Ticket.check_out,
-        Ticket.currency,
-        *(getattr(Ticket, name) for name in TARIFF_COLUMNS),
-        ParkingSpot.spot_number,
-        ParkingLot.name.label("lot_name"),
+    ticket = tickets_to_dicts([row])[0]
+    payments = db.session.scalars(
+        select(Payment).where(Payment.ticket_id == ticket_id).order_by(Payment.id)
     )
-    .join(ParkingSpot, Ticket.spot_id == ParkingSpot.id)
-    .join(ParkingLot, Ticket.lot_id == ParkingLot.id)
-    .where(Ticket.id == bindparam("ticket"))
-    .with_for_update(of=ParkingLot, key_share=True)  # lot first: see "Lock order"
-)
-CLOSE_TICKET = (
-    update(Ticket)
-    .where(Ticket.id == bindparam("ticket"), Ticket.check_out.is_(None))
-    .values(
-        check_out=bindparam("closed_at", type_=UTCDateTime()),
-        amount_due=bindparam("amount", type_=BigInteger()),
-        duration_minutes=bindparam("minutes", type_=Integer()),
-    )
-    .execution_options(synchronize_session=False)
-)
-FREE_SPOT = (
-    update(ParkingSpot)
-    .where(ParkingSpot.id == bindparam("spot"), ParkingSpot.status == "occupied")
-    .values(status="available")
-    .execution_options(synchronize_session=False)
-)
+    return {
+        **ticket,
+        "paid_until": iso(row.Ticket.paid_until),
+        "payments": [parking.payment_dict(payment) for payment in payments],
+    }
 
 
 @api.route("/checkout/<int:ticket_id>", methods=["PATCH"])
@@ -319,9 +238,14 @@ FREE_SPOT = (
         403: "You can only check out your own tickets",
         404: "Not found (the id in the URL is not an integer)",
     },
+    description=(
+        "Closes the ticket whatever it owes (the seed's contract): what it leaves "
+        "unpaid is the ticket's `balance`, which the gate asks for at the exit."
+    ),
 )
 def checkout(ticket_id):
-    """Close a ticket: owner or admin, once. The conditional UPDATE is the lock."""
+    """Close a ticket: owner or admin, once (its row lock and the conditional
+    UPDATE decide between racing checkouts and gate exits)."""
     invalid = "Invalid ticket or already checked out"
     ticket = run(CHECKOUT_TICKET, {"ticket": ticket_id}).first()
     if ticket is None:
@@ -331,29 +255,9 @@ def checkout(ticket_id):
     if ticket.check_out is not None:
         raise ApiError(400, invalid)
     check_out = now()
-    stay = check_out - ticket.check_in
-    amount, breakdown = fee_for(stay, Tariff.of(ticket))
-    duration = int(stay.total_seconds() // 60)
-    closed = run(
-        CLOSE_TICKET,
-        {"ticket": ticket_id, "closed_at": check_out, "amount": amount, "minutes": duration},
-    )
-    if closed.rowcount == 0:
+    due = parking.close_ticket(ticket, check_out)
+    if due is None:
         db.session.rollback()
         raise ApiError(400, invalid)
-    run(FREE_SPOT, {"spot": ticket.spot_id})
-    events.emit_ticket("ticket.closed", ticket_id)
     db.session.commit()
-    return {
-        "message": "Checked out",
-        "ticket_id": ticket_id,
-        "check_in": iso(ticket.check_in),
-        "check_out": iso(check_out),
-        "duration_minutes": duration,
-        "amount_due": amount,
-        "currency": ticket.currency,
-        "lot": ticket.lot_name,
-        "lot_id": ticket.lot_id,
-        "spot_number": ticket.spot_number,
-        "breakdown": breakdown,
-    }
+    return parking.receipt(ticket, due, check_out)

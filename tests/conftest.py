@@ -275,7 +275,12 @@ def lot(make_lot):
 
 @pytest.fixture
 def make_vehicle(app):
-    def create(user, plate="KCB 123A", type="SUV"):
+    """Create a vehicle straight in the database. Plates default to KCB 123A,
+    KCB 124A, ...: a plate is one car, whoever registered it."""
+    plates = (f"KCB {n}A" for n in range(123, 1000))
+
+    def create(user, plate=None, type="SUV"):
+        plate = plate or next(plates)
         with app.app_context():
             vehicle = Vehicle(plate_number=plate, type=type, user_id=user["id"])
             db.session.add(vehicle)

@@ -590,10 +590,14 @@ def test_another_drivers_vehicle_cannot_be_booked(app, client, world):
 def test_lists_show_only_the_callers_objects(app, client, world):
     headers = bearer(api_token(app, world.attacker))
     vehicles = client.get("/api/vehicles", headers=headers).get_json()
-    tickets = client.get("/api/tickets?all=true", headers=headers).get_json()
+    tickets = client.get("/api/tickets", headers=headers).get_json()
+    everyone = client.get("/api/tickets?all=true", headers=headers)
 
     assert [v["id"] for v in vehicles] == [world.attacker_vehicle]
     assert tickets == []
+    # Asking for everyone's is refused, not silently narrowed.
+    assert everyone.status_code == 403
+    assert everyone.get_json() == {"error": "Admin privileges required"}
     admin_view = client.get("/api/tickets?all=true", headers=bearer(api_token(app, world.admin)))
     assert {t["id"] for t in admin_view.get_json()} == {world.admin_ticket, world.victim_ticket}
 

@@ -251,7 +251,7 @@ def test_checkout_one_second_past_an_increment(
     clock.advance(minutes=15, seconds=1)
     receipt = checkout(client, headers, ticket_id)
     assert receipt["amount_due"] == 2 * RATE // 4
-    assert receipt["duration_minutes"] == 15
+    assert receipt["duration_minutes"] == 16  # started minutes, as the breakdown bills them
     assert ticket_row(app, ticket_id).amount_due == 5000
 
 

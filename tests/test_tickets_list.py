@@ -101,9 +101,14 @@ def test_admin_all_lists_everyones_tickets(client, admin, auth_headers, history)
     assert ids(client, headers) == []
 
 
-def test_driver_all_true_still_shows_only_own(client, history):
-    assert ids(client, history["mine"], "?all=true") == [history["open_b"], history["closed"]]
-    assert ids(client, history["theirs"], "?all=true") == [history["other"]]
+def test_driver_all_true_is_refused(client, history):
+    """Asking for everyone's tickets is an admin option: a driver hears 403
+    instead of getting their own list as if the option were understood."""
+    for headers in (history["mine"], history["theirs"]):
+        response = client.get("/api/tickets?all=true", headers=headers)
+        assert response.status_code == 403
+        assert response.get_json() == {"error": "Admin privileges required"}
+    assert ids(client, history["mine"], "?all=false") == [history["open_b"], history["closed"]]
 
 
 def test_ticket_paging_headers(client, clock, driver, make_lot, vehicle, auth_headers):

@@ -271,14 +271,22 @@ def test_http_to_localhost_only_under_debug_or_testing(app, client, admin_header
 # ---------------------------------------------------------------------------
 
 
+def listed(client, headers, ticket_id) -> dict:
+    """The ticket as GET /api/tickets lists it (an event's data)."""
+    return next(
+        t for t in client.get("/api/tickets", headers=headers).get_json() if t["id"] == ticket_id
+    )
+
+
 def test_booking_and_checkout_write_their_events_with_the_api_shape(
-    app, client, driver, vehicle, lot, auth_headers
+    app, client, clock, driver, vehicle, lot, auth_headers
 ):
     headers = auth_headers(driver)
     ticket_id = book(client, headers, vehicle, lot["spot_ids"][0])
-    opened = client.get(f"/api/tickets/{ticket_id}", headers=headers).get_json()
+    opened = listed(client, headers, ticket_id)
+    clock.advance(minutes=30)
     client.patch(f"/api/checkout/{ticket_id}", headers=headers)
-    closed = client.get(f"/api/tickets/{ticket_id}", headers=headers).get_json()
+    closed = listed(client, headers, ticket_id)
     found = [(e.type, e.data) for e in events_in_db(app) if e.type.startswith("ticket.")]
     assert found == [("ticket.opened", opened), ("ticket.closed", closed)]
 
@@ -344,12 +352,12 @@ def test_archiving_a_lot_with_free_spots_reports_it_closed(app, client, make_lot
 
 
 def test_deliveries_are_signed_as_standard_webhooks(
-    app, client, runner, admin_headers, driver, vehicle, lot, auth_headers, receiver
+    app, client, runner, clock, admin_headers, driver, vehicle, lot, auth_headers, receiver
 ):
     hook = subscribe(client, admin_headers, receiver.url + "/in")
     headers = auth_headers(driver)
     ticket_id = book(client, headers, vehicle, lot["spot_ids"][0])
-    ticket = client.get(f"/api/tickets/{ticket_id}", headers=headers).get_json()
+    ticket = listed(client, headers, ticket_id)
     # The lot's lot.available (its spots were added) has no subscriber.
     assert deliver(runner) == "Dispatched 2 events; 1 delivered, 0 not"
     (payload,) = receiver.verified(hook["secret"])
