@@ -597,3 +597,43 @@ def test_two_workers_never_send_one_delivery_at_once(
     assert len(ids) == 8 and set(ids.values()) == {1}, ids
     assert len(receiver.verified(hook["secret"])) == 8
     assert {(d.status, d.attempts) for d in deliveries(app)} == {("delivered", 1)}
+
+
+def test_a_recorded_payment_writes_its_event_in_its_transaction(
+    app, client, clock, make_lot, admin, driver, vehicle, auth_headers
+):
+    import parking
+
+    paid_lot = make_lot(name="Paid", spots=2, prefix="M", hourly_rate=10_000)
+    ticket_id = book(client, auth_headers(driver), vehicle, paid_lot["spot_ids"][0])
+    clock.advance(hours=1)
+    actor = parking.Actor("user", admin["id"], "boss", role="admin")
+    with app.test_request_context():
+        ticket = parking.lock_ticket(ticket_id)
+        payment, created = parking.record_payment(
+            ticket,
+            amount=5_000,
+            method="cash",
+            reference=None,
+            reason=None,
+            actor=actor,
+            at=clock.now,
+        )
+        expected = parking.payment_dict(payment)
+        db.session.rollback()  # a payment that is not committed sends nothing
+    assert [e.type for e in events_in_db(app) if e.type == "payment.recorded"] == []
+    with app.test_request_context():
+        ticket = parking.lock_ticket(ticket_id)
+        payment, created = parking.record_payment(
+            ticket,
+            amount=5_000,
+            method="cash",
+            reference=None,
+            reason=None,
+            actor=actor,
+            at=clock.now,
+        )
+        expected = parking.payment_dict(payment)
+        db.session.commit()
+    (event,) = [e for e in events_in_db(app) if e.type == "payment.recorded"]
+    assert created and event.data == expected and event.data["amount"] == 5_000
