@@ -310,15 +310,22 @@ def register_security_headers(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     @app.cli.command("promote")
     @click.argument("email")
-    def promote(email):
-        """Make the user with EMAIL an admin."""
+    @click.option(
+        "--role",
+        type=click.Choice(["attendant", "admin"]),
+        default="admin",
+        show_default=True,
+        help="The role to give (PATCH /api/users/<id> changes roles too).",
+    )
+    def promote(email, role):
+        """Give the user with EMAIL a staff role (admin by default)."""
         result = db.session.execute(
-            update(User).where(User.email == email.strip().lower()).values(role="admin")
+            update(User).where(User.email == email.strip().lower()).values(role=role)
         )
         db.session.commit()
         if result.rowcount == 0:
             raise click.ClickException(f"No user with e-mail {email}")
-        click.echo(f"{email} is now an admin")
+        click.echo(f"{email} is now an {role}")
 
     @app.cli.command("create-admin")
     def create_admin():

@@ -287,17 +287,25 @@ class Ticket(db.Model):
             sqlite_where=text("check_out IS NULL"),
         ),
         # The gate's lookups: a lot's open sessions, and a plate's recent ones.
+        Index(
+            "ix_tickets_open_lot",
+            "lot_id",
+            postgresql_where=text("check_out IS NULL"),
+            sqlite_where=text("check_out IS NULL"),
+        ),
         Index("ix_tickets_lot_plate_key_check_in", "lot_id", "plate_key", "check_in"),
         CheckConstraint("amount_paid >= 0", name="amount_paid"),
         Index("ix_tickets_user_check_in", "user_id", "check_in"),
         Index("ix_tickets_lot_check_in", "lot_id", "check_in"),
         # Covers the report's closed-ticket sums (migration 0004): no table visits.
         Index(
-            "ix_tickets_lot_check_out_amount",
+            "ix_tickets_lot_check_out_totals",
             "lot_id",
             "check_out",
             "amount_due",
             "duration_minutes",
+            "amount_paid",
+            "permit_id",
         ),
     )
 
@@ -409,7 +417,7 @@ class Permit(db.Model):
     every lot: all_lots), in [valid_from, valid_to). Ending one sets valid_to."""
 
     __tablename__ = "permits"
-    __table_args__ = (CheckConstraint("valid_to > valid_from", name="valid_window"),)
+    __table_args__ = (CheckConstraint("valid_to >= valid_from", name="valid_window"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)

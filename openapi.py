@@ -229,27 +229,6 @@ def _success(spec: Endpoint) -> dict:
     return success
 
 
-def _errors(app: Flask, rule, spec: Endpoint) -> dict:
-    statuses: dict[int, str | tuple] = {}
-    if spec.body is not None or spec.query is not None:
-        statuses[400] = ERRORS[400]
-    if spec.auth is not None:
-        statuses.update(spec.auth.errors())
-    if spec.body is not None:
-        statuses[413] = ERRORS[413]
-    if _rate_limited(app, rule.endpoint, rule.endpoint.rpartition(".")[0] or None):
-        statuses[429] = ERRORS[429]
-    if spec.tag not in NO_DATABASE_TAGS:
-        statuses[503] = ERRORS[503]
-    statuses.update(spec.errors)
-    responses = {}
-    for status in sorted(statuses):
-        responses[str(status)] = _error(statuses[status])
-        if status in (429, 503):
-            responses[str(status)]["headers"] = RETRY_AFTER
-    return responses
-
-
 IDEMPOTENCY_KEY = {
     "name": idempotency.HEADER,
     "in": "header",
@@ -264,6 +243,36 @@ IDEMPOTENCY_ERRORS = {
     409: f"{idempotency.IN_PROGRESS} (Idempotency-Key)",
     422: idempotency.REUSED,
 }
+
+
+def _errors(app: Flask, rule, spec: Endpoint, keyed: bool = False) -> dict:
+    statuses: dict[int, str | tuple] = {}
+    if spec.body is not None or spec.query is not None:
+        statuses[400] = ERRORS[400]
+    if spec.auth is not None:
+        statuses.update(spec.auth.errors())
+    if spec.body is not None:
+        statuses[413] = ERRORS[413]
+    if _rate_limited(app, rule.endpoint, rule.endpoint.rpartition(".")[0] or None):
+        statuses[429] = ERRORS[429]
+    if spec.tag not in NO_DATABASE_TAGS:
+        statuses[503] = ERRORS[503]
+    statuses.update(spec.errors)
+    if keyed:  # the Idempotency-Key's own answers, beside the view's
+        for status, text in IDEMPOTENCY_ERRORS.items():
+            if status not in statuses:
+                statuses[status] = text
+            elif isinstance(statuses[status], tuple):
+                model, description = statuses[status]
+                statuses[status] = (model, f"{description}; or {text}")
+            else:
+                statuses[status] = f"{statuses[status]}; or {text}"
+    responses = {}
+    for status in sorted(statuses):
+        responses[str(status)] = _error(statuses[status])
+        if status in (429, 503):
+            responses[str(status)]["headers"] = RETRY_AFTER
+    return responses
 
 
 def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) -> dict:
@@ -291,14 +300,7 @@ def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) 
     successes = {str(spec.status): _success(spec)}
     for status, (model, description) in spec.also.items():
         successes[str(status)] = {"description": description, "content": _json(_schema_ref(model))}
-    errors = _errors(app, rule, spec)
-    if keyed:
-        for status, text in IDEMPOTENCY_ERRORS.items():
-            if str(status) in errors:
-                text = f"{errors[str(status)]['description']}; or {text}"
-            errors[str(status)] = _error(text)
-        errors = dict(sorted(errors.items()))
-    operation["responses"] = {**successes, **errors}
+    operation["responses"] = {**successes, **_errors(app, rule, spec, keyed)}
     operation["security"] = spec.auth.security() if spec.auth is not None else []
     return operation
 

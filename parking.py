@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import g
+from flask import current_app, g
 from flask_jwt_extended import current_user
 from sqlalchemy import BigInteger, Integer, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -58,6 +58,13 @@ from models import (
 from validation import ApiError
 
 NOT_ASSIGNED = "Not assigned to this lot"
+
+
+def now() -> datetime:
+    """The current UTC time; tests set config["CLOCK"] to control it."""
+    return (current_app.config.get("CLOCK") or utcnow)()
+
+
 DEVICE_KEY_PREFIX = "dk_"
 
 # ---------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def audit(
     """Append to the audit log, in the current transaction."""
     db.session.add(
         AuditEntry(
-            at=utcnow(),
+            at=now(),
             actor_type=actor.type,
             actor_id=actor.id,
             actor_name=actor.name[:64],
@@ -200,7 +207,7 @@ def car_for_plate(plate_number: str) -> Car:
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         run(
             insert(Vehicle)
-            .values(plate_number=plate_number, plate_key=key, user_id=None, created_at=utcnow())
+            .values(plate_number=plate_number, plate_key=key, user_id=None, created_at=now())
             .on_conflict_do_nothing(
                 index_elements=["plate_key"], index_where=Vehicle.user_id.is_(None)
             )

@@ -43,11 +43,12 @@ Conventions:
 import math
 import re
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -286,6 +287,22 @@ def Choice(
     )
 
 
+def OneOf(choices: Iterable[str], *, example: Any = None, description: str | None = None):
+    """One of `choices`, required ("{field} is required" when absent or blank)."""
+    choices = tuple(choices)
+
+    def check(value):
+        value = _text(value, CHOICE_MAX, "{field} is required")
+        if value not in choices:
+            raise fail(f"{{field}} must be one of: {', '.join(choices)}")
+        return value
+
+    doc = {"type": "string", "enum": list(choices)}
+    return _field(
+        str, check, _doc(doc, example, description, nullable=False), "{field} is required"
+    )
+
+
 def _new_password(value: Any) -> str:
     if not isinstance(value, str):
         raise fail("{field} must be a string")
@@ -463,6 +480,102 @@ def QueryDate(*, example: str, description: str):
     )
 
 
+def _aware(value: Any) -> datetime:
+    """An ISO 8601 time that carries its UTC offset, as UTC."""
+    if not isinstance(value, str):
+        raise fail("{field} must be a string")
+    if len(value) > 64:
+        raise fail("{field} must be at most 64 characters")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise fail(
+            "{field} must be an ISO 8601 date and time, e.g. 2026-01-15T08:00:00+03:00"
+        ) from None
+    if parsed.tzinfo is None:
+        raise fail("{field} must carry a UTC offset, e.g. 2026-01-15T08:00:00+03:00 or Z")
+    return parsed.astimezone(UTC)
+
+
+def Instant(*, required: str | bool = True, example: str, description: str | None = None):
+    """A moment in a body: ISO 8601 with a UTC offset (a naive time is 400)."""
+    message = _required_text(required)
+
+    def check(value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if message:
+                raise fail(message)
+            return None
+        return _aware(value)
+
+    doc = {"type": "string", "format": "date-time", "maxLength": 64}
+    return _field(
+        datetime if message else datetime | None,
+        check,
+        _doc(doc, example, description or "ISO 8601 with a UTC offset", nullable=not message),
+        message,
+    )
+
+
+def QueryInstant(*, example: str, description: str):
+    """An optional moment in a query string, ISO 8601 with a UTC offset."""
+
+    def check(raw):
+        if raw is None or raw == "":
+            return None
+        return _aware(raw)
+
+    return _field(
+        datetime | None,
+        check,
+        _doc({"type": "string", "format": "date-time"}, example, description, nullable=False),
+        None,
+    )
+
+
+def QueryStr(
+    max_length: int, *, required: str | bool = False, then=None, example=None, description=None
+):
+    """A string in a query string ("" is absent), stripped, at most `max_length`."""
+    message = _required_text(required)
+
+    def check(raw):
+        value = _text(raw, max_length, message)
+        return then(value) if then and value is not None else value
+
+    return _field(
+        str if message else str | None,
+        check,
+        _doc({"type": "string", "maxLength": max_length}, example, description, nullable=False),
+        message,
+    )
+
+
+def ListOf(
+    item_check: Callable[[Any], Any],
+    item_schema: dict,
+    *,
+    min_items: int,
+    max_items: int,
+    example: list,
+    description: str,
+):
+    """A JSON array of `item_check`ed values (duplicates dropped, order kept)."""
+
+    def check(value):
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            raise fail("{field} must be a list")
+        if not min_items <= len(value) <= max_items:
+            raise fail(f"{{field}} must have {min_items} to {max_items} items")
+        return list(dict.fromkeys(item_check(item) for item in value))
+
+    doc = {"type": "array", "items": item_schema, "minItems": min_items, "maxItems": max_items}
+    required = "{field} is required" if min_items else None
+    return _field(list, check, _doc(doc, example, description, nullable=not required), required, [])
+
+
 # ---------------------------------------------------------------------------
 # Normalisers of single fields (pure; used by the helpers above)
 # ---------------------------------------------------------------------------
@@ -559,6 +672,9 @@ PATH_IDS = {
     "lot_id": "Parking lot id",
     "spot_id": "Spot id",
     "ticket_id": "Ticket id",
+    "user_id": "User id",
+    "device_id": "Gate device id",
+    "permit_id": "Permit id",
     "webhook_id": "Webhook id",
 }
 PATH_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_INT}
@@ -737,6 +853,13 @@ class LotFields(Body):
         None
     )
     daily_max: Int(0, MAX_RATE * 24, example=150000, description="Cap per 24 hours, or null")
+    exit_grace_minutes: Int(
+        0,
+        1440,
+        required=True,
+        example=15,
+        description="Minutes to leave after paying at the gate, default 15",
+    ) = None
 
 
 LOT_FIELDS = frozenset(LotFields.model_fields)
@@ -833,6 +956,9 @@ class Lot(Response):
     timezone: str
     currency: CurrencyCode
     tariff: Tariff
+    exit_grace_minutes: Annotated[int, Field(ge=0, le=1440)] = Field(
+        description="Minutes to leave after paying at the gate"
+    )
 
 
 class SpotCounts(Response):
@@ -936,24 +1062,40 @@ class ReportQuery(Query):
         return to
 
 
+class PaymentsByMethod(Response):
+    """Money recorded per payment method (refunds counted negative)."""
+
+    cash: Amount
+    card: Amount
+    app: Amount
+    reservation: Amount
+
+
 class ReportDay(Response):
     date: date
     tickets_started: Count
     tickets_closed: Count
-    revenue: Amount
+    revenue: Amount = Field(description="What the tickets closed that day were charged")
     average_stay_minutes: float | None
+    payments: PaymentsByMethod = Field(description="Payments recorded that day")
+    outstanding: Amount = Field(description="What the tickets closed that day still owe")
+    permit_sessions: Count = Field(description="Tickets closed that day a permit covered")
 
 
 class Occupancy(Response):
     total: Count
     occupied: Count
     available: Count
+    out_of_service: Count
 
 
 class ReportTotals(Response):
     tickets_started: Count
     tickets_closed: Count
     revenue: Amount
+    payments: PaymentsByMethod
+    outstanding: Amount
+    permit_sessions: Count
 
 
 class Report(Response):
@@ -1114,6 +1256,315 @@ class Receipt(Balance):
     lot_id: RowId
     spot_number: str
     breakdown: list[BreakdownItem]
+
+
+# ===========================================================================
+# The gate: entries, exits, payments, enforcement checks
+# ===========================================================================
+
+MAX_AMOUNT = 10**12  # minor units: ten billion in a two-decimal currency
+REFERENCE_MAX, REASON_MAX, DEVICE_NAME_MAX, NOTE_MAX = 128, 255, 64, 255
+MAX_PERMIT_PLATES, MAX_PERMIT_LOTS = 100, 100
+GatePlate = Str(
+    PLATE_RAW_MAX,
+    required="Plate number is required",
+    then=normalise_plate,
+    example="KCB 123A",
+    description="As read by the camera or the attendant; matched on letters and digits only",
+)
+
+
+class EntryCreate(Body):
+    """A car arriving at the gate. The spot is assigned as for auto-assignment,
+    or `spot_id` is used."""
+
+    model_config = example({"plate_number": "KCB 123A"})
+
+    plate_number: GatePlate
+    kind: Choice(SPOT_KINDS, description="Only spots of this kind")
+    spot_id: Id(description="This spot of the lot instead of any free one")
+
+
+class Entry(Response):
+    message: str
+    ticket_id: RowId
+    plate_number: str = Field(description="As the car was first registered")
+    vehicle_id: RowId
+    user_id: RowId | None = Field(description="The driver, if exactly one account has the plate")
+    spot_id: RowId
+    spot_number: str
+    lot_id: RowId
+    lot: str
+    check_in: Timestamp
+    check_in_local: LocalTimestamp
+    currency: CurrencyCode
+    tariff: Tariff
+
+
+class ExitCreate(Body):
+    model_config = example({"plate_number": "KCB 123A"})
+
+    plate_number: GatePlate
+
+
+class ExitReceipt(Receipt):
+    gate: Literal["open"]
+
+
+class PaymentRequired(Response):
+    """402: the car may not leave yet."""
+
+    error: Literal["Payment required"]
+    ticket_id: RowId
+    amount_due: Amount
+    amount_paid: Amount
+    balance: Amount
+    currency: CurrencyCode
+
+
+class Candidate(Response):
+    ticket_id: RowId
+    plate_number: str
+    spot_number: str
+    check_in: Timestamp
+
+
+class NoSession(Response):
+    """404 at the exit. For "No open session for this plate": the lot's open
+    sessions whose plate differs by one character (cameras misread)."""
+
+    error: str
+    candidates: list[Candidate] = Field(default_factory=list)
+
+
+class PaymentConflict(Response):
+    """409 for a payment: the balance (or amount paid) it would have exceeded."""
+
+    error: str
+    balance: Amount = Field(default=0)
+    amount_paid: Amount = Field(default=0)
+
+
+def _nonzero(value: int) -> int:
+    if value == 0:
+        raise fail("amount must not be 0")
+    return value
+
+
+class PaymentCreate(Body):
+    model_config = example({"amount": 20000, "method": "cash", "reference": "PS-0042"})
+
+    amount: Annotated[
+        Int(
+            -MAX_AMOUNT,
+            MAX_AMOUNT,
+            required=True,
+            example=20000,
+            description=("Minor units; negative for a refund (admins, with a reason)"),
+        ),
+        AfterValidator(_nonzero),
+    ]
+    method: OneOf(("cash", "card", "app"), example="cash")
+    reference: Str(
+        REFERENCE_MAX,
+        example="PS-0042",
+        description="The pay station's or backend's id: a repeat is recorded once",
+    )
+    reason: Str(REASON_MAX, description="Why (required for a refund)")
+
+
+class PaymentRecorded(Payment):
+    ticket: Balance
+
+
+class CheckQuery(Query):
+    plate: QueryStr(
+        PLATE_RAW_MAX,
+        required=True,
+        then=normalise_plate,
+        example="KCB 123A",
+        description="The plate to check",
+    )
+
+
+class CheckResult(Response):
+    plate_number: str
+    allowed: bool
+    reason: Literal["session", "permit"] | None
+    ticket_id: RowId | None
+    permit_id: RowId | None
+    since: Timestamp | None = Field(description="Check-in, or the permit's start")
+    until: Timestamp | None = Field(description="The permit's end (null for a session)")
+    balance: Amount | None = Field(description="What the open session owes now")
+
+
+# ===========================================================================
+# Staff and devices
+# ===========================================================================
+
+
+class UserList(Query):
+    role: QueryChoice(ROLES, description="Only this role")
+    page: Page
+    per_page: PerPage
+
+
+class UserUpdate(Body):
+    model_config = example({"role": "attendant"})
+
+    role: OneOf(ROLES, example="attendant")
+
+
+class StaffMember(Response):
+    id: RowId
+    username: str
+    email: str
+    role: Literal[ROLES]
+    assigned_at: Timestamp
+
+
+class StaffAssigned(Response):
+    message: str
+    lot_id: RowId
+    user_id: RowId
+
+
+class DeviceCreate(Body):
+    model_config = example({"name": "North barrier"})
+
+    name: Str(DEVICE_NAME_MAX, required=True, example="North barrier")
+
+
+class Device(Response):
+    id: RowId
+    name: str
+    lot_id: RowId
+    created_at: Timestamp
+    revoked_at: Timestamp | None
+
+
+class DeviceCreated(Device):
+    key: str = Field(description="Shown once: send it as `Authorization: Device <key>`")
+
+
+ACTOR_RE = re.compile(r"(user|device):(\d{1,10})")
+
+
+def _actor(value: str) -> str:
+    if not ACTOR_RE.fullmatch(value):
+        raise fail("actor must be user:<id> or device:<id>")
+    return value
+
+
+class AuditQuery(Query):
+    lot_id: QueryInt(1, MAX_INT, description="Only this lot")
+    actor: QueryStr(24, then=_actor, example="user:1", description="user:<id> or device:<id>")
+    from_: QueryInstant(
+        example="2026-01-01T00:00:00Z", description="From this moment (with a UTC offset)"
+    ) = Field(alias="from")
+    to: QueryInstant(example="2026-02-01T00:00:00Z", description="Before this moment")
+    page: Page
+    per_page: PerPage
+
+
+class AuditActor(Response):
+    type: Literal["user", "device"]
+    id: RowId
+    name: str
+
+
+class AuditEntry(Response):
+    id: RowId
+    at: Timestamp
+    actor: AuditActor
+    action: str
+    lot_id: RowId | None
+    ticket_id: RowId | None
+    amount: Amount | None
+    plate_number: str | None
+    detail: str | None
+
+
+# ===========================================================================
+# Permits (season passes)
+# ===========================================================================
+
+
+def _plate_item(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise fail("plate_numbers must be plate strings")
+    if len(value) > PLATE_RAW_MAX or "\x00" in value:
+        raise fail(f"plate_numbers must be plates of at most {PLATE_MAX} characters")
+    return normalise_plate(value.strip())
+
+
+def _lot_item(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+        raise fail("lot_ids must be lot ids")
+    return value
+
+
+class PermitCreate(Body):
+    model_config = example(
+        {
+            "plate_numbers": ["KCB 123A"],
+            "lot_ids": [1],
+            "valid_from": "2026-01-01T00:00:00+03:00",
+            "valid_to": "2026-02-01T00:00:00+03:00",
+            "note": "January season pass",
+        }
+    )
+
+    plate_numbers: ListOf(
+        _plate_item,
+        {"type": "string", "maxLength": PLATE_RAW_MAX},
+        min_items=1,
+        max_items=MAX_PERMIT_PLATES,
+        example=["KCB 123A"],
+        description="The plates it covers",
+    )
+    lot_ids: ListOf(
+        _lot_item,
+        PATH_ID_SCHEMA,
+        min_items=0,
+        max_items=MAX_PERMIT_LOTS,
+        example=[1],
+        description="The lots it is valid at; empty: every lot",
+    )
+    valid_from: Instant(example="2026-01-01T00:00:00+03:00")
+    valid_to: Instant(example="2026-02-01T00:00:00+03:00")
+    note: Str(NOTE_MAX, example="January season pass")
+
+    @field_validator("valid_to")
+    @classmethod
+    def _after_start(cls, valid_to: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("valid_from")
+        if start is not None and valid_to <= start:
+            raise fail("valid_to must be after valid_from")
+        return valid_to
+
+
+class Permit(Response):
+    id: RowId
+    plate_numbers: list[str]
+    lot_ids: list[RowId]
+    all_lots: bool
+    valid_from: Timestamp
+    valid_to: Timestamp
+    note: str | None
+    active: bool = Field(description="Valid now")
+    created_at: Timestamp
+    ended_at: Timestamp | None
+
+
+class PermitList(Query):
+    plate: QueryStr(
+        PLATE_RAW_MAX, then=normalise_plate, example="KCB 123A", description="Covers this plate"
+    )
+    lot_id: QueryInt(1, MAX_INT, description="Valid at this lot")
+    active: QueryBool(description="true: valid now; false: not (yet or any more)")
+    page: Page
+    per_page: PerPage
 
 
 # ===========================================================================

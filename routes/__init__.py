@@ -27,14 +27,18 @@ at one lot were already serialised on it; taking the lock first costs no
 statement (it rides on the read each of them starts with).
 """
 
+from endpoints import devices_only_at_the_gate
 from ratelimit import limiter
-from routes import (  # noqa: F401
+from routes import (  # noqa: F401  (each registers its views)
     accounts,
     availability,
     docs,
+    gate,
     health,
     lots,
+    permits,
     spots,
+    staff,
     tickets,
     vehicles,
     webhooks,
@@ -42,5 +46,8 @@ from routes import (  # noqa: F401
 from routes.accounts import hash_password
 from routes.common import api
 from tokens import issue_tokens
+
+# A gate device's key is accepted by the gate's endpoints only (403 anywhere else).
+api.before_request(devices_only_at_the_gate)
 
 __all__ = ["api", "hash_password", "issue_tokens", "limiter"]

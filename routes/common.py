@@ -6,7 +6,7 @@ docstring starts: the lot's row first.
 
 from datetime import datetime
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from sqlalchemy import (
     update,
 )
@@ -17,19 +17,14 @@ from database import run
 from models import (
     ParkingLot,
     db,
-    utcnow,
 )
+from parking import now
 from validation import ApiError
 
 # Re-exported for the resource modules.
-__all__ = ["TARIFF_COLUMNS", "run", "tariff_to_dict"]
+__all__ = ["TARIFF_COLUMNS", "now", "run", "tariff_to_dict"]
 
 api = Blueprint("api", __name__)
-
-
-def now() -> datetime:
-    """The current UTC time; tests set config["CLOCK"] to control it."""
-    return (current_app.config.get("CLOCK") or utcnow)()
 
 
 def iso(value: datetime | None) -> str | None:

@@ -8,7 +8,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, jsonify
 from sqlalchemy import (
+    BigInteger,
+    Float,
     Integer,
+    String,
     bindparam,
     case,
     exists,
@@ -22,13 +25,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+import parking
 import schemas
 from billing import Tariff, fee_for
 from endpoints import ADMIN, USER, endpoint
 from models import (
+    PAYMENT_METHODS,
     SPOT_STATUSES,
     ParkingLot,
     ParkingSpot,
+    Payment,
     Ticket,
     UTCDateTime,
     db,
@@ -45,7 +51,18 @@ from validation import ApiError
 
 
 def lot_dict(
-    id_, name, location, total, available, zone, currency, rate, increment, grace, daily_max
+    id_,
+    name,
+    location,
+    total,
+    available,
+    zone,
+    currency,
+    rate,
+    increment,
+    grace,
+    daily_max,
+    exit_grace,
 ) -> dict:
     """A lot's JSON from its values, in lot_list()'s column order (the list
     unpacks a hundred plain rows into it)."""
@@ -63,6 +80,7 @@ def lot_dict(
             "grace_minutes": grace,
             "daily_max": daily_max,
         },
+        "exit_grace_minutes": exit_grace,
     }
 
 
@@ -76,6 +94,7 @@ def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
         lot.timezone,
         lot.currency,
         *(getattr(lot, name) for name in TARIFF_COLUMNS),
+        lot.exit_grace_minutes,
     )
 
 
@@ -132,6 +151,7 @@ def lot_list() -> PageQuery:
         ParkingLot.billing_increment_minutes,
         ParkingLot.grace_minutes,
         ParkingLot.daily_max,
+        ParkingLot.exit_grace_minutes,
     ).where(ParkingLot.archived_at.is_(None))
     return PageQuery(stmt, ParkingLot.id, plain=True, count_in_page=True)
 
@@ -167,6 +187,7 @@ def create_lot(body: schemas.LotCreate):
     db.session.add(lot)
     db.session.flush()
     insert_spots(spot_rows(lot.id, numbers, body.kind))
+    parking.audit(parking.current_actor(), "lot.create", lot_id=lot.id, detail=lot.name)
     db.session.commit()
     return {
         "message": "Parking lot created",
@@ -222,6 +243,8 @@ def update_lot(lot_id, body: schemas.LotFields):
         select(exists().where(Ticket.lot_id == lot_id))
     ):
         raise ApiError(409, "Currency cannot change once the lot has tickets")
+    changed = ", ".join(sorted(body.model_fields_set))
+    parking.audit(parking.current_actor(), "lot.update", lot_id=lot_id, detail=changed)
     db.session.commit()
     return lot_to_dict(lot, *lot_counts(lot_id))
 
@@ -255,6 +278,7 @@ def archive_lot(lot_id):
         db.session.rollback()
         raise ApiError(409, "Parking lot has open tickets; check them out first")
     lot.archived_at = now()
+    parking.audit(parking.current_actor(), "lot.archive", lot_id=lot_id)
     db.session.commit()
     return {"message": "Parking lot archived", "lot_id": lot_id}
 
@@ -278,6 +302,9 @@ def create_spots(lot_id, body: schemas.SpotsCreate):
     kind = spots.kind
     # A batch's numbers fit the column: a 16-character prefix plus at most 4 digits.
     insert_spots(spot_rows(lot_id, numbers, kind))
+    parking.audit(
+        parking.current_actor(), "spots.create", lot_id=lot_id, detail=f"{len(numbers)} {kind}"
+    )
     commit_or(409, "Spot number already exists in this lot")
     spots = db.session.execute(
         select(ParkingSpot, ParkingLot.name)
@@ -310,7 +337,17 @@ def quote(lot_id, query: schemas.QuoteQuery):
     }
 
 
-REPORT_COLUMNS = ("date", "tickets_started", "tickets_closed", "revenue", "average_stay_minutes")
+REPORT_COLUMNS = (
+    "date",
+    "tickets_started",
+    "tickets_closed",
+    "revenue",
+    "average_stay_minutes",
+    *(f"paid_{method}" for method in PAYMENT_METHODS),
+    "outstanding",
+    "permit_sessions",
+)
+STARTED, CLOSED, PAID = 0, 1, 2
 
 
 @lru_cache(maxsize=64)
@@ -319,13 +356,15 @@ def report_statement(n_days: int):
 
     bound0 .. bound{n_days} are the local midnights of the range in UTC
     (bound i starts day i). A ticket counts as started on the day of its
-    check_in and as closed (with its amount and stay) on the day of its
-    check_out: each half is one index range scan of the lot's tickets
-    ((lot_id, check_in) and the covering (lot_id, check_out, amount_due,
-    duration_minutes)) grouped by day number, the CASE that finds the day
-    being cheaper than joining a table of days (measured: 4.4 -> 1.8 ms of
-    PostgreSQL per 30-day report). Building this per request cost more than
-    running it.
+    check_in and as closed (with its amount, stay, what is still owed and
+    whether a permit covered it) on the day of its check_out; a payment on
+    the day it was recorded. Each part is one index range scan of the lot's
+    rows ((lot_id, check_in), the covering (lot_id, check_out, amount_due,
+    duration_minutes, amount_paid, permit_id) and the covering (lot_id,
+    created_at, method, amount) of payments) grouped by day number, the CASE
+    that finds the day being cheaper than joining a table of days (measured:
+    4.4 -> 1.8 ms of PostgreSQL per 30-day report). Building this per request
+    cost more than running it.
     """
 
     def bound(i: int):
@@ -334,31 +373,62 @@ def report_statement(n_days: int):
     def day_of(column):
         return case(*((column < bound(i + 1), i) for i in range(n_days))).label("day")
 
-    of_lot = Ticket.lot_id == bindparam("lot_id", type_=Integer)
-    started_day, closed_day = day_of(Ticket.check_in), day_of(Ticket.check_out)
+    def within(column):
+        return (column >= bound(0)) & (column < bound(n_days))
+
+    lot = bindparam("lot_id", type_=Integer)
+    started_day, closed_day, paid_day = (
+        day_of(Ticket.check_in),
+        day_of(Ticket.check_out),
+        day_of(Payment.created_at),
+    )
+    nothing = null().cast(BigInteger)
     started = (
         select(
-            literal(False).label("closed"),
+            literal(STARTED).label("part"),
             started_day,
-            func.count().label("tickets"),
-            null().label("revenue"),
-            null().label("average_stay"),
+            null().cast(String).label("method"),
+            func.count().label("n"),
+            nothing.label("amount"),
+            null().cast(Float).label("average_stay"),
+            nothing.label("outstanding"),
+            nothing.label("permits"),
         )
-        .where(of_lot, Ticket.check_in >= bound(0), Ticket.check_in < bound(n_days))
+        .where(Ticket.lot_id == lot, within(Ticket.check_in))
         .group_by(started_day)
+    )
+    owed = case(
+        (Ticket.amount_due > Ticket.amount_paid, Ticket.amount_due - Ticket.amount_paid), else_=0
     )
     closed = (
         select(
-            literal(True),
+            literal(CLOSED),
             closed_day,
+            null().cast(String),
             func.count(),
             func.sum(Ticket.amount_due),
-            func.avg(Ticket.duration_minutes),
+            func.avg(Ticket.duration_minutes).cast(Float),
+            func.sum(owed),
+            func.count(Ticket.permit_id).cast(BigInteger),
         )
-        .where(of_lot, Ticket.check_out >= bound(0), Ticket.check_out < bound(n_days))
+        .where(Ticket.lot_id == lot, within(Ticket.check_out))
         .group_by(closed_day)
     )
-    return union_all(started, closed)
+    paid = (
+        select(
+            literal(PAID),
+            paid_day,
+            Payment.method,
+            func.count(),
+            func.sum(Payment.amount),
+            null().cast(Float),
+            nothing,
+            nothing,
+        )
+        .where(Payment.lot_id == lot, within(Payment.created_at))
+        .group_by(paid_day, Payment.method)
+    )
+    return union_all(started, closed, paid)
 
 
 # The lot (archived ones too: their history stays reportable) and its occupancy now.
@@ -414,22 +484,37 @@ def lot_report(lot_id, query: schemas.ReportQuery):
             "tickets_closed": 0,
             "revenue": 0,
             "average_stay_minutes": None,
+            "payments": dict.fromkeys(PAYMENT_METHODS, 0),
+            "outstanding": 0,
+            "permit_sessions": 0,
         }
         for day in days
     ]
-    for closed, day, tickets, revenue, average in run(report_statement(len(days)), params):
+    for part, day, method, n, amount, average, outstanding, permits in run(
+        report_statement(len(days)), params
+    ):
         row = rows[day]
-        if not closed:
-            row["tickets_started"] = tickets
-        else:
-            row["tickets_closed"] = tickets
-            row["revenue"] = int(revenue or 0)
+        if part == STARTED:
+            row["tickets_started"] = n
+        elif part == CLOSED:
+            row["tickets_closed"] = n
+            row["revenue"] = int(amount or 0)
             row["average_stay_minutes"] = round(float(average), 1)
+            row["outstanding"] = int(outstanding or 0)
+            row["permit_sessions"] = int(permits or 0)
+        else:
+            row["payments"][method] = int(amount or 0)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {
+                **{k: v for k, v in row.items() if k != "payments"},
+                **{f"paid_{method}": amount for method, amount in row["payments"].items()},
+            }
+            for row in rows
+        )
         filename = f"lot-{lot_id}-{start}-{end}.csv"
         return Response(
             out.getvalue(),
@@ -447,11 +532,17 @@ def lot_report(lot_id, query: schemas.ReportQuery):
             "total": lot.spots_total,
             "occupied": lot.spots_occupied,
             "available": lot.spots_available,
+            "out_of_service": lot.spots_total - lot.spots_occupied - lot.spots_available,
         },
         "days": rows,
         "totals": {
             "tickets_started": sum(r["tickets_started"] for r in rows),
             "tickets_closed": sum(r["tickets_closed"] for r in rows),
             "revenue": sum(r["revenue"] for r in rows),
+            "payments": {
+                method: sum(r["payments"][method] for r in rows) for method in PAYMENT_METHODS
+            },
+            "outstanding": sum(r["outstanding"] for r in rows),
+            "permit_sessions": sum(r["permit_sessions"] for r in rows),
         },
     }

@@ -9,6 +9,7 @@ from sqlalchemy import (
     update,
 )
 
+import parking
 import schemas
 from endpoints import ADMIN, endpoint
 from models import (
@@ -126,6 +127,13 @@ def update_spot(spot_id, body: schemas.SpotUpdate):
     if body.kind is not None:
         spot.kind = body.kind
     status = body.status
+    changed = ", ".join(sorted(body.model_fields_set))
+    parking.audit(
+        parking.current_actor(),
+        "spot.update",
+        lot_id=spot.lot_id,
+        detail=f"spot {spot_id}: {changed}",
+    )
     commit_or(409, "Spot number already exists in this lot")
     if status is not None and status != spot.status:
         active_lot(spot.lot_id, lock=True)

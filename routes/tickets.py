@@ -259,5 +259,9 @@ def checkout(ticket_id):
     if due is None:
         db.session.rollback()
         raise ApiError(400, invalid)
+    if ticket.user_id != current_user.id:  # an admin closing someone's ticket: staff write
+        parking.audit(
+            parking.current_actor(), "checkout", lot_id=ticket.lot_id, ticket_id=ticket.id
+        )
     db.session.commit()
     return parking.receipt(ticket, due, check_out)

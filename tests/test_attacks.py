@@ -22,8 +22,10 @@ from app import create_app
 from config import TestConfig
 from endpoints import ADMIN
 from models import (
+    Device,
     ParkingLot,
     ParkingSpot,
+    Permit,
     RevokedToken,
     Ticket,
     User,
@@ -43,6 +45,7 @@ ROUTES = sorted(
 PATH_ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
 HUGE = 10**30
 PASSWORD = "password123"
+ERROR_EXTRAS = {"ticket_id", "amount_due", "amount_paid", "balance", "currency", "candidates"}
 
 
 def route_id(route) -> str:
@@ -101,6 +104,31 @@ def world(app, client, clock, make_user, make_lot, make_vehicle):
         )
         assert booked.status_code == 201, booked.get_json()
         ids[f"{owner}_ticket"] = booked.get_json()["ticket_id"]
+    # Staff objects: an attendant of Lot B, a device of Lot B, a permit.
+    attendant = make_user(username="gatekeeper", email="gate@example.com", role="attendant")
+    ids["attendant"] = attendant["id"]
+    admin_headers = bearer(api_token(app, ids.admin))
+    assigned = client.put(
+        f"/api/parking-lots/{ids.other_lot}/staff/{attendant['id']}", headers=admin_headers
+    )
+    assert assigned.status_code == 200, assigned.get_json()
+    device = client.post(
+        f"/api/parking-lots/{ids.other_lot}/devices", json={"name": "B gate"}, headers=admin_headers
+    )
+    assert device.status_code == 201, device.get_json()
+    ids["device"] = device.get_json()["id"]
+    permit = client.post(
+        "/api/permits",
+        json={
+            "plate_numbers": ["KPE 001P"],
+            "lot_ids": [],
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_to": "2026-12-31T00:00:00Z",
+        },
+        headers=admin_headers,
+    )
+    assert permit.status_code == 201, permit.get_json()
+    ids["permit"] = permit.get_json()["id"]
     with app.app_context():
         # Pinging it is refused at once: nothing listens on the discard port.
         hook = Webhook(
@@ -122,6 +150,9 @@ def path_for(rule: str, world: World, user: str, overrides: dict | None = None) 
         "ticket_id": world.get(f"{user}_ticket", 1),
         "lot_id": world.lot,
         "spot_id": world.spots[5],
+        "user_id": world.attendant,
+        "device_id": world.device,
+        "permit_id": world.permit,
         "filename": "app.js",
         "webhook_id": world.webhook,
         **(overrides or {}),
@@ -195,6 +226,27 @@ BODIES = {
             "kind": "standard",
         },
     ],
+    ("POST", "/api/parking-lots/<int:lot_id>/entries"): [
+        lambda app, w, n: {"plate_number": f"KGE {n:03}G", "kind": "standard"},
+        lambda app, w, n: {"plate_number": f"KGF {n:03}G", "spot_id": w.spots[7]},
+    ],
+    ("POST", "/api/parking-lots/<int:lot_id>/exits"): [
+        lambda app, w, n: {"plate_number": "KVV 001V"},
+    ],
+    ("POST", "/api/tickets/<int:ticket_id>/payments"): [
+        lambda app, w, n: {"amount": 1, "method": "cash", "reference": f"R{n}"},
+    ],
+    ("PATCH", "/api/users/<int:user_id>"): [lambda app, w, n: {"role": "driver"}],
+    ("POST", "/api/parking-lots/<int:lot_id>/devices"): [lambda app, w, n: {"name": f"Gate {n}"}],
+    ("POST", "/api/permits"): [
+        lambda app, w, n: {
+            "plate_numbers": [f"KPP {n:03}P"],
+            "lot_ids": [w.lot],
+            "valid_from": "2026-01-01T00:00:00+03:00",
+            "valid_to": "2026-02-01T00:00:00Z",
+            "note": "season",
+        }
+    ],
 }
 # POST/PATCH routes that read no body at all.
 NO_BODY = {
@@ -208,6 +260,7 @@ REFRESH_ROUTES = {("POST", "/api/token/refresh")}
 QUERIES = {
     ("GET", "/api/parking-lots/<int:lot_id>/quote"): {"minutes": "90"},
     ("GET", "/api/parking-lots/<int:lot_id>/report"): {"from": "2026-01-01", "to": "2026-01-31"},
+    ("GET", "/api/parking-lots/<int:lot_id>/check"): {"plate": "KVV 001V"},
 }
 QUERY_PARAMS = (
     "page",
@@ -221,6 +274,9 @@ QUERY_PARAMS = (
     "from",
     "to",
     "format",
+    "plate",
+    "role",
+    "actor",
 )
 
 STRING_FIELDS = {
@@ -241,10 +297,19 @@ STRING_FIELDS = {
     "spot_number",
     "kind",
     "status",
+    "method",
+    "reference",
+    "reason",
+    "role",
+    "valid_from",
+    "valid_to",
+    "note",
     "url",
     "description",
 }
 INT_FIELDS = {
+    "amount",
+    "spot_id",
     "hourly_rate",
     "billing_increment_minutes",
     "grace_minutes",
@@ -256,9 +321,12 @@ INT_FIELDS = {
     "lot_id",
 }
 
+LIST_FIELDS = {"plate_numbers", "lot_ids"}
+
 # Values that are wrong for every field of the type: the answer must be a 4xx.
 BAD_FOR_STRINGS = [True, 1.5, HUGE, [], {"$ne": ""}, "x" * 10_000, "a\x00b", "ok\udfff"]
 BAD_FOR_INTS = [True, False, 1.5, 1e308, HUGE, 2**31, -1, math.nan, "1", [], {}]
+BAD_FOR_LISTS = ["KCB 1", 5, True, {}, [None], [True], [[]], [HUGE], ["x" * 10_000], [0] * 1000]
 # Odd values that may be valid somewhere: never a 5xx, whatever the answer.
 ODD_VALUES = [
     None,
@@ -330,7 +398,9 @@ def assert_sane(response, context, *, client_error=False):
     if status >= 400:
         assert response.is_json, f"{context}: not JSON: {status} {body}"
         error = response.get_json()
-        assert isinstance(error, dict) and set(error) == {"error"}, f"{context}: {error}"
+        assert isinstance(error, dict) and "error" in error, f"{context}: {error}"
+        # Only the documented richer errors carry more (a 402's balance, an exit's candidates).
+        assert set(error) - {"error"} <= ERROR_EXTRAS, f"{context}: {error}"
         assert isinstance(error["error"], str) and error["error"], context
     if client_error:
         assert 400 <= status < 500, f"{context}: expected 4xx, got {status} {body}"
@@ -395,6 +465,8 @@ def test_wrong_field_types_and_values_never_cause_a_5xx(app, client, world, rout
     for make in BODIES.get(route, []):
         for field in sorted(make(app, world, 0)):
             strict = BAD_FOR_STRINGS if field in STRING_FIELDS else BAD_FOR_INTS
+            if field in LIST_FIELDS:
+                strict = BAD_FOR_LISTS
             for value in strict:
                 base = make(app, world, next(_counter))  # fresh: unique names, live tokens
                 response = attacker.send(json={**base, field: value})
@@ -534,6 +606,27 @@ OBJECT_ROUTES = {
     ("GET", "/api/parking-lots/<int:lot_id>"): None,
     ("GET", "/api/parking-lots/<int:lot_id>/quote"): None,
     ("GET", "/api/spots/<int:spot_id>"): None,
+    ("POST", "/api/parking-lots/<int:lot_id>/entries"): (403, "Attendant or admin role required"),
+    ("POST", "/api/parking-lots/<int:lot_id>/exits"): (403, "Attendant or admin role required"),
+    ("GET", "/api/parking-lots/<int:lot_id>/check"): (403, "Attendant or admin role required"),
+    ("POST", "/api/tickets/<int:ticket_id>/payments"): (403, "Attendant or admin role required"),
+    ("PATCH", "/api/users/<int:user_id>"): (403, "Admin privileges required"),
+    ("GET", "/api/parking-lots/<int:lot_id>/staff"): (403, "Admin privileges required"),
+    ("PUT", "/api/parking-lots/<int:lot_id>/staff/<int:user_id>"): (
+        403,
+        "Admin privileges required",
+    ),
+    ("DELETE", "/api/parking-lots/<int:lot_id>/staff/<int:user_id>"): (
+        403,
+        "Admin privileges required",
+    ),
+    ("POST", "/api/parking-lots/<int:lot_id>/devices"): (403, "Admin privileges required"),
+    ("GET", "/api/parking-lots/<int:lot_id>/devices"): (403, "Admin privileges required"),
+    ("DELETE", "/api/parking-lots/<int:lot_id>/devices/<int:device_id>"): (
+        403,
+        "Admin privileges required",
+    ),
+    ("DELETE", "/api/permits/<int:permit_id>"): (403, "Admin privileges required"),
     ("DELETE", "/api/webhooks/<int:webhook_id>"): (403, "Admin privileges required"),
     ("POST", "/api/webhooks/<int:webhook_id>/test"): (403, "Admin privileges required"),
     ("GET", "/api/webhooks/<int:webhook_id>/deliveries"): (403, "Admin privileges required"),
@@ -613,6 +706,18 @@ ADMIN_ROUTES = {
     ("POST", "/api/parking-lots/<int:lot_id>/spots"),
     ("GET", "/api/parking-lots/<int:lot_id>/report"),
     ("PATCH", "/api/spots/<int:spot_id>"),
+    ("GET", "/api/users"),
+    ("PATCH", "/api/users/<int:user_id>"),
+    ("GET", "/api/parking-lots/<int:lot_id>/staff"),
+    ("PUT", "/api/parking-lots/<int:lot_id>/staff/<int:user_id>"),
+    ("DELETE", "/api/parking-lots/<int:lot_id>/staff/<int:user_id>"),
+    ("POST", "/api/parking-lots/<int:lot_id>/devices"),
+    ("GET", "/api/parking-lots/<int:lot_id>/devices"),
+    ("DELETE", "/api/parking-lots/<int:lot_id>/devices/<int:device_id>"),
+    ("GET", "/api/audit"),
+    ("POST", "/api/permits"),
+    ("GET", "/api/permits"),
+    ("DELETE", "/api/permits/<int:permit_id>"),
     ("POST", "/api/webhooks"),
     ("GET", "/api/webhooks"),
     ("DELETE", "/api/webhooks/<int:webhook_id>"),
@@ -720,6 +825,13 @@ def extras(world, route) -> dict:
         del extra["currency"]  # a real field there
     if route == ("POST", "/api/parking-lots/<int:lot_id>/spots"):
         extra["lot_id"] = world.other_lot
+    if route == ("PATCH", "/api/users/<int:user_id>"):
+        del extra["role"]  # the field itself
+    if route == ("POST", "/api/parking-lots/<int:lot_id>/entries"):
+        del extra["spot_id"]  # a real field there
+        extra["lot_id"] = world.other_lot
+    if route == ("POST", "/api/tickets/<int:ticket_id>/payments"):
+        extra.update(ticket_id=world.victim_ticket, actor_type="device", actor_id=1)
     return extra
 
 
@@ -836,6 +948,41 @@ def _check_refresh(app, w, body):
     assert_users_unchanged_but(app, w)
 
 
+def _check_entry(app, w, body):
+    ticket = get(app, Ticket, body["ticket_id"])
+    assert ticket.user_id is None and ticket.lot_id == w.lot and ticket.id != 999_999
+    assert ticket.check_out is None and ticket.amount_due is None and ticket.currency == "KES"
+    assert ticket.check_in == datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+
+
+def _check_exit(app, w, body):
+    ticket = get(app, Ticket, w.victim_ticket)
+    assert ticket.check_out is not None and ticket.amount_due == 0
+    assert ticket.user_id == w.victim and body["gate"] == "open"
+
+
+def _check_payment(app, w, body):
+    ticket = get(app, Ticket, w.admin_ticket)
+    assert ticket.amount_paid == 1 and body["ticket_id"] == w.admin_ticket
+    assert body["actor"] == {"type": "user", "id": w.admin}
+    assert get(app, Ticket, w.victim_ticket).amount_paid == 0
+
+
+def _check_user_updated(app, w, body):
+    assert get(app, User, w.attendant).role == "driver"
+
+
+def _check_device_created(app, w, body):
+    device = get(app, Device, body["id"])
+    assert device.lot_id == w.lot and device.revoked_at is None and device.id != 999_999
+
+
+def _check_permit_created(app, w, body):
+    permit = get(app, Permit, body["id"])
+    assert permit.id != 999_999 and permit.ended_at is None
+    assert permit.valid_from == datetime(2025, 12, 31, 21, 0, tzinfo=UTC)
+
+
 MASS_ASSIGNMENT = {
     ("POST", "/api/register"): ("nobody", _check_register),
     ("POST", "/api/login"): ("nobody", _check_login),
@@ -850,6 +997,12 @@ MASS_ASSIGNMENT = {
     ("PATCH", "/api/spots/<int:spot_id>"): ("admin", _check_spot_updated),
     ("POST", "/api/tickets"): ("attacker", _check_ticket_created),
     ("PATCH", "/api/checkout/<int:ticket_id>"): ("attacker", _check_checkout),
+    ("POST", "/api/parking-lots/<int:lot_id>/entries"): ("admin", _check_entry),
+    ("POST", "/api/parking-lots/<int:lot_id>/exits"): ("admin", _check_exit),
+    ("POST", "/api/tickets/<int:ticket_id>/payments"): ("admin", _check_payment),
+    ("PATCH", "/api/users/<int:user_id>"): ("admin", _check_user_updated),
+    ("POST", "/api/parking-lots/<int:lot_id>/devices"): ("admin", _check_device_created),
+    ("POST", "/api/permits"): ("admin", _check_permit_created),
     ("POST", "/api/webhooks"): ("admin", _check_webhook_created),
     ("POST", "/api/webhooks/<int:webhook_id>/test"): ("admin", _check_ping),
 }
@@ -872,6 +1025,8 @@ def test_extra_keys_are_ignored(app, client, world, clock, route):
         )
         world["attacker_ticket"] = booked.get_json()["ticket_id"]
         clock.advance(hours=2)
+    if route == ("POST", "/api/tickets/<int:ticket_id>/payments"):
+        clock.advance(hours=2)  # something to pay
     body = (BODIES.get(route) or [lambda *a: {}])[0](app, world, next(_counter))
     if route == ("POST", "/api/tickets"):
         body = {"vehicle_id": world.attacker_vehicle, "parking_spot_id": world.spots[6]}

@@ -71,6 +71,7 @@ def test_create_lot_with_spots_tariff_timezone_and_currency(app, client, admin, 
             "grace_minutes": 10,
             "daily_max": 2000,
         },
+        "exit_grace_minutes": 15,
     }
     with app.app_context():
         lot = db.session.get(ParkingLot, lot_id)

@@ -13,7 +13,23 @@ import pytest
 from models import ParkingSpot, Ticket, db
 
 NY = "America/New_York"
-COLUMNS = ["date", "tickets_started", "tickets_closed", "revenue", "average_stay_minutes"]
+COLUMNS = [
+    "date",
+    "tickets_started",
+    "tickets_closed",
+    "revenue",
+    "average_stay_minutes",
+    "paid_cash",
+    "paid_card",
+    "paid_app",
+    "paid_reservation",
+    "outstanding",
+    "permit_sessions",
+]
+NO_MONEY = {
+    "payments": {"cash": 0, "card": 0, "app": 0, "reservation": 0},
+    "permit_sessions": 0,
+}
 
 
 def utc(*args) -> datetime:
@@ -95,6 +111,8 @@ def test_days_follow_the_lots_local_midnight(
             "tickets_closed": 0,
             "revenue": 0,
             "average_stay_minutes": None,
+            "outstanding": 0,
+            **NO_MONEY,
         },
         {
             "date": "2026-01-15",
@@ -102,6 +120,8 @@ def test_days_follow_the_lots_local_midnight(
             "tickets_closed": 2,
             "revenue": 6000,
             "average_stay_minutes": 734.5,  # (30 + 1439) / 2
+            "outstanding": 6000,  # checked out, never paid
+            **NO_MONEY,
         },
         {
             "date": "2026-01-16",
@@ -109,10 +129,18 @@ def test_days_follow_the_lots_local_midnight(
             "tickets_closed": 0,
             "revenue": 0,
             "average_stay_minutes": None,
+            "outstanding": 0,
+            **NO_MONEY,
         },
     ]
-    assert body["totals"] == {"tickets_started": 3, "tickets_closed": 2, "revenue": 6000}
-    assert body["occupancy"] == {"total": 5, "occupied": 1, "available": 4}
+    assert body["totals"] == {
+        "tickets_started": 3,
+        "tickets_closed": 2,
+        "revenue": 6000,
+        "outstanding": 6000,
+        **NO_MONEY,
+    }
+    assert body["occupancy"] == {"total": 5, "occupied": 1, "available": 4, "out_of_service": 0}
 
 
 def test_spring_forward_day_has_23_hours(client, admin, auth_headers, ny_lot, add_ticket):
@@ -183,10 +211,11 @@ def test_csv_has_a_header_and_the_same_rows(client, admin, auth_headers, ny_lot,
     assert lines[0] == ",".join(COLUMNS)
     assert len(lines) == 4
     rows = list(csv.DictReader(io.StringIO(text)))
-    expected = [
-        {key: "" if row[key] is None else str(row[key]) for key in COLUMNS}
-        for row in as_json["days"]
+    flat = [
+        {**day, **{f"paid_{m}": amount for m, amount in day.pop("payments").items()}}
+        for day in as_json["days"]
     ]
+    expected = [{key: "" if row[key] is None else str(row[key]) for key in COLUMNS} for row in flat]
     assert rows == expected
     assert rows[1] == {
         "date": "2026-01-15",
@@ -194,6 +223,12 @@ def test_csv_has_a_header_and_the_same_rows(client, admin, auth_headers, ny_lot,
         "tickets_closed": "2",
         "revenue": "6000",
         "average_stay_minutes": "734.5",
+        "paid_cash": "0",
+        "paid_card": "0",
+        "paid_app": "0",
+        "paid_reservation": "0",
+        "outstanding": "6000",
+        "permit_sessions": "0",
     }
 
 
@@ -213,7 +248,13 @@ def test_a_366_day_report_is_allowed(client, admin, auth_headers, ny_lot):
     ).get_json()
     assert len(body["days"]) == 366
     assert body["days"][59]["date"] == "2024-02-29"
-    assert body["totals"] == {"tickets_started": 0, "tickets_closed": 0, "revenue": 0}
+    assert body["totals"] == {
+        "tickets_started": 0,
+        "tickets_closed": 0,
+        "revenue": 0,
+        "outstanding": 0,
+        **NO_MONEY,
+    }
 
 
 @pytest.mark.parametrize(

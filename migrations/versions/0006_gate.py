@@ -136,9 +136,7 @@ def upgrade():
         sa.Column("exit_grace_minutes", sa.Integer(), nullable=False, server_default="15"),
     )
     if postgres:
-        op.create_check_constraint(
-            "exit_grace_minutes", "parking_lots", "exit_grace_minutes >= 0"
-        )
+        op.create_check_constraint("exit_grace_minutes", "parking_lots", "exit_grace_minutes >= 0")
 
     op.create_table(
         "permits",
@@ -150,7 +148,7 @@ def upgrade():
         sa.Column("created_by", sa.Integer(), sa.ForeignKey("users.id", ondelete="SET NULL")),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True)),
-        sa.CheckConstraint("valid_to > valid_from", name="valid_window"),
+        sa.CheckConstraint("valid_to >= valid_from", name="valid_window"),
     )
 
     with op.batch_alter_table("tickets") as batch:
@@ -177,6 +175,14 @@ def upgrade():
         "(SELECT 1 FROM tickets AS first WHERE first.check_out IS NULL "
         "AND first.plate_key = tickets.plate_key AND first.id < tickets.id)"
     )
+    # The report's closed-ticket sums read what is still owed and whether a
+    # permit covered the stay too: the covering index grows by those columns.
+    op.create_index(
+        "ix_tickets_lot_check_out_totals",
+        "tickets",
+        ["lot_id", "check_out", "amount_due", "duration_minutes", "amount_paid", "permit_id"],
+    )
+    op.drop_index("ix_tickets_lot_check_out_amount", table_name="tickets")
     op.create_index(
         "ux_tickets_open_plate_key",
         "tickets",
@@ -187,6 +193,13 @@ def upgrade():
     )
     op.create_index(
         "ix_tickets_lot_plate_key_check_in", "tickets", ["lot_id", "plate_key", "check_in"]
+    )
+    op.create_index(
+        "ix_tickets_open_lot",
+        "tickets",
+        ["lot_id"],
+        postgresql_where=sa.text("check_out IS NULL"),
+        sqlite_where=sa.text("check_out IS NULL"),
     )
 
     op.create_table(
@@ -306,6 +319,13 @@ def downgrade():
         op.execute("DROP TRIGGER payments_add_to_ticket")
     for table in ("audit_log", "permit_lots", "permit_plates", "payments", "devices", "lot_staff"):
         op.drop_table(table)
+    op.create_index(
+        "ix_tickets_lot_check_out_amount",
+        "tickets",
+        ["lot_id", "check_out", "amount_due", "duration_minutes"],
+    )
+    op.drop_index("ix_tickets_lot_check_out_totals", table_name="tickets")
+    op.drop_index("ix_tickets_open_lot", table_name="tickets")
     op.drop_index("ix_tickets_lot_plate_key_check_in", table_name="tickets")
     op.drop_index("ux_tickets_open_plate_key", table_name="tickets")
     with op.batch_alter_table("tickets") as batch:
