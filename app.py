@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import database
+import idempotency
 import replica
 import tokens
 from checks import ConfigError, admin_password_problem, database_url_problem, secret_problem
@@ -39,7 +40,13 @@ jwt = JWTManager()
 migrate = Migrate()
 
 # Headers the SPA needs to read across origins (pagination, rate limits).
-EXPOSED_HEADERS = ["X-Total-Count", "Link", "Retry-After", "Content-Disposition"]
+EXPOSED_HEADERS = [
+    "X-Total-Count",
+    "Link",
+    "Retry-After",
+    "Content-Disposition",
+    idempotency.REPLAYED,
+]
 
 
 class FastJSONProvider(DefaultJSONProvider):
@@ -102,6 +109,7 @@ def create_app(config=None) -> Flask:
     register_error_handlers(app)
     register_jwt_callbacks(app)
     register_security_headers(app)
+    idempotency.register(app)
     register_commands(app)
     app.wsgi_app = JSONFailSafe(app.wsgi_app)
     return app
@@ -139,9 +147,13 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     CORS(
         app,
-        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        resources={
+            # The public availability feed: any origin (signage, open-data sites).
+            "/api/availability": {"origins": "*", "send_wildcard": True},
+            r"/api/*": {"origins": app.config["CORS_ORIGINS"]},
+        },
         expose_headers=EXPOSED_HEADERS,
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", idempotency.HEADER],
         methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
@@ -276,12 +288,19 @@ def register_jwt_callbacks(app: Flask) -> None:
         return error_response(401, "Fresh token required")
 
 
+# JSON answers that shared caches may keep: the public availability feed sets
+# its own `Cache-Control: public, max-age=5` (routes/availability.py).
+CACHEABLE_ENDPOINTS = frozenset({"api.availability"})
+
+
 def register_security_headers(app: Flask) -> None:
     @app.after_request
     def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.endpoint in CACHEABLE_ENDPOINTS and response.status_code in (200, 304):
+            return response
         if "Authorization" in request.headers or response.is_json:
             # API answers are personal or live; no cache may keep them.
             response.headers["Cache-Control"] = "no-store"
@@ -369,6 +388,24 @@ def register_commands(app: Flask) -> None:
     def prune_tokens():
         """Delete revocation records of tokens that have expired anyway."""
         click.echo(f"Pruned {tokens.prune_revoked_tokens()} expired revoked tokens")
+
+    @app.cli.command("deliver-events")
+    @click.option("--once", is_flag=True, help="One pass over what is due now, then exit.")
+    @click.option("--poll", default=1.0, show_default=True, help="Seconds between idle passes.")
+    def deliver_events(once, poll):
+        """Deliver webhook events (the outbox) until stopped; several may run."""
+        import webhooks
+
+        if once:
+            dispatched, delivered, failed = webhooks.run_pass()
+            click.echo(f"Dispatched {dispatched} events; {delivered} delivered, {failed} not")
+            return
+        webhooks.run_forever(poll)
+
+    @app.cli.command("prune-idempotency")
+    def prune_idempotency():
+        """Delete idempotency keys older than 24 hours (their answers are no longer replayed)."""
+        click.echo(f"Pruned {idempotency.prune()} expired idempotency keys")
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

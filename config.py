@@ -134,6 +134,16 @@ class Config:
         "retry": Retry(NoBackoff(), 0),
     }
     RATELIMIT_AUTH = os.environ.get("RATELIMIT_AUTH", "10 per minute")
+    # Integrations (README, "Integrations"). A write still "in progress" under
+    # its Idempotency-Key after this many seconds was abandoned by a dead
+    # worker (no request runs that long: gunicorn's timeout is 30 s and every
+    # database wait is bounded); a retry may then take its key over.
+    IDEMPOTENCY_ABANDONED_SECONDS = env_int("IDEMPOTENCY_ABANDONED_SECONDS", 60)
+    # Hosts (names or IP addresses) webhooks may be sent to even though they
+    # resolve to private, loopback or link-local addresses (SSRF guard).
+    WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+    # Seconds one delivery attempt may take in all before it counts as failed.
+    WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
     # Number of reverse proxies in front of the app (Render has one).
     PROXY_HOPS = env_int("PROXY_HOPS", 1)
     TESTING = False

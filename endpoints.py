@@ -14,7 +14,9 @@ the view called with typed values, and the OpenAPI operation generated.
 
 Per request, in this order: `auth.check()` (401/403), the `limits` (Flask-Limiter
 decorators that must run after authentication and before the body is read,
-e.g. a per-account limit), the body (`body=`, a JSON object) and the query
+e.g. a per-account limit), the request's Idempotency-Key on a write
+(idempotency.py: a stored answer is returned here, without the view), the
+body (`body=`, a JSON object) and the query
 string (`query=`) validated by their models (400 with the model's message), then
 the view with `body=` / `query=` and the path ids as keyword arguments. In
 TESTING mode every success answer is checked against `response` (status, a
@@ -41,6 +43,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import current_user, verify_jwt_in_request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+import idempotency
 import parking
 from schemas import validation_error
 from validation import ApiError, json_body
@@ -209,6 +212,14 @@ class Endpoint:
     paginated: bool
     content: dict[str, str]  # other media types of the success answer: type -> description
     path: dict[str, dict] = field(default_factory=dict)  # non-id path parameters' schemas
+    # Writes take an Idempotency-Key (idempotency.py) when the caller is
+    # authenticated and this is True; False where the answer carries tokens.
+    idempotent: bool = True
+
+    @property
+    def takes_idempotency_key(self) -> bool:
+        return self.idempotent and self.auth is not None
+
     # Other success answers: status -> (model, description), e.g. a replayed payment's 200.
     also: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
@@ -242,6 +253,7 @@ def endpoint(
     description: str | None = None,
     content: dict[str, str] | None = None,
     path: dict[str, dict] | None = None,
+    idempotent: bool = True,
     also: dict[int, tuple[Any, str]] | None = None,
 ) -> Callable:
     """Declare a view; see the module docstring. `response` is a model or
@@ -267,11 +279,17 @@ def endpoint(
             paginated=paginated,
             content=dict(content or {}),
             path=dict(path or {}),
+            idempotent=idempotent,
             also=dict(also or {}),
         )
 
         @wraps(view)
         def call(**kwargs):
+            # After the rate limits (a 429 never claims a key), before the body
+            # is read: a refused body is an answer too, replayed like any other.
+            stored = idempotency.begin(spec.takes_idempotency_key)
+            if stored is not None:
+                return stored
             if body is not None:
                 kwargs["body"] = _parse(body, json_body())
             if query is not None:
@@ -288,7 +306,7 @@ def endpoint(
             if auth is not None:
                 auth.check()
             result = call(**kwargs)
-            if current_app.testing:
+            if current_app.testing and not idempotency.is_replay(result):
                 return check_response(spec, result)
             return result
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     TypeDecorator,
@@ -207,6 +209,8 @@ class ParkingLot(db.Model):
         CheckConstraint("grace_minutes >= 0", name="grace_minutes"),
         CheckConstraint("daily_max IS NULL OR daily_max >= 0", name="daily_max"),
         CheckConstraint("exit_grace_minutes >= 0", name="exit_grace_minutes"),
+        # PostgreSQL only (migration 0007): the counters can never leave [0, total].
+        CheckConstraint("spots_available >= 0 AND spots_available <= spots_total", name="counts"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -235,6 +239,9 @@ class ParkingLot(db.Model):
     # trigger on tickets (migration 0009), for the ticket list's totals.
     tickets_total: Mapped[int] = mapped_column(Integer, server_default="0")
     tickets_open: Mapped[int] = mapped_column(Integer, server_default="0")
+    # When the counters last changed: set by a trigger on parking_lots
+    # (migration 0007), which also writes lot.full / lot.available events.
+    counts_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
     spots: Mapped[list["ParkingSpot"]] = relationship(back_populates="lot")
 
@@ -565,3 +572,119 @@ class RevokedToken(db.Model):
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # "rotated" (exchanged by a refresh: replayable within the leeway) or "logout".
     reason: Mapped[str] = mapped_column(String(16), default="logout", server_default="logout")
+
+
+# ===========================================================================
+# Integrations (migration 0007): idempotency keys, the event outbox, webhooks
+# ===========================================================================
+
+IDEMPOTENCY_STATES = ("in_progress", "committed", "completed")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class IdempotencyKey(db.Model):
+    """A write's Idempotency-Key, per caller, kept 24 hours (idempotency.py).
+
+    Claimed in its own short transaction before the work (`in_progress`),
+    marked `committed` inside the work's own transaction, and given the
+    answer (`completed`) after it. The unique scope makes the claim atomic."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        db.UniqueConstraint("actor_type", "actor_id", "key"),
+        CheckConstraint(_in("state", IDEMPOTENCY_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Who may replay it: a user or a gate device (models.ACTOR_TYPES).
+    actor_type: Mapped[str] = mapped_column(String(8))
+    actor_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the method, path and body: a different request is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    # Whose claim it is, and since when (a claim left behind by a dead worker
+    # is taken over after IDEMPOTENCY_ABANDONED_SECONDS, if nothing committed).
+    lock_token: Mapped[str] = mapped_column(String(32))
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict | None] = mapped_column(JSON)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Event(db.Model):
+    """The transactional outbox: one row per event, written in the same
+    transaction as the change (events.emit, or the lot triggers of migration
+    0007). The delivery worker fans it out to the matching webhooks."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # The worker's queue of events not yet fanned out.
+        Index(
+            "ix_events_undispatched",
+            "id",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    # The object as the API shows it (a ticket, a payment, a lot's availability).
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Webhook(db.Model):
+    """A subscriber URL and the event types it receives. The secret signs
+    every delivery (Standard Webhooks); it is shown once, on creation."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(255))
+    secret: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one webhook: sent until a 2xx, retried with backoff for
+    24 hours, then `failed`. `message_id` is the webhook-id header, the same
+    on every attempt, so receivers can drop duplicates."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        # A webhook's deliveries, newest first.
+        Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+        # The worker's queue: pending deliveries by when they are due.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Attempts started; a claim increments it (so a worker that died counts).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Due time while pending (a claim pushes it past the attempt: the lease).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

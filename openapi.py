@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import core_schema
 
+import idempotency
 from endpoints import Endpoint
 from ratelimit import limiter
 from schemas import PATH_ID_SCHEMA, PATH_IDS, Error
@@ -234,7 +235,23 @@ def _success(spec: Endpoint) -> dict:
     return success
 
 
-def _errors(app: Flask, rule, spec: Endpoint) -> dict:
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Any 1-255 printable ASCII characters, e.g. a UUID: a retry with the same "
+    "key gets the first answer again (`Idempotent-Replayed: true`), and nothing is done twice. "
+    "Kept 24 hours per caller.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+IDEMPOTENCY_ERRORS = {
+    400: idempotency.INVALID_KEY,
+    409: f"{idempotency.IN_PROGRESS} (Idempotency-Key)",
+    422: idempotency.REUSED,
+}
+
+
+def _errors(app: Flask, rule, spec: Endpoint, keyed: bool = False) -> dict:
     statuses: dict[int, str | tuple] = {}
     if spec.body is not None or spec.query is not None:
         statuses[400] = ERRORS[400]
@@ -247,6 +264,15 @@ def _errors(app: Flask, rule, spec: Endpoint) -> dict:
     if spec.tag not in NO_DATABASE_TAGS:
         statuses[503] = ERRORS[503]
     statuses.update(spec.errors)
+    if keyed:  # the Idempotency-Key's own answers, beside the view's
+        for status, text in IDEMPOTENCY_ERRORS.items():
+            if status not in statuses:
+                statuses[status] = text
+            elif isinstance(statuses[status], tuple):
+                model, description = statuses[status]
+                statuses[status] = (model, f"{description}; or {text}")
+            else:
+                statuses[status] = f"{statuses[status]}; or {text}"
     responses = {}
     for status in sorted(statuses):
         responses[str(status)] = _error(statuses[status])
@@ -255,7 +281,7 @@ def _errors(app: Flask, rule, spec: Endpoint) -> dict:
     return responses
 
 
-def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
+def _operation(app: Flask, rule, method: str, spec: Endpoint, components: dict) -> dict:
     operation: dict[str, Any] = {
         "tags": [spec.tag],
         "summary": spec.summary,
@@ -266,6 +292,9 @@ def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
     parameters = _path_parameters(rule.rule, spec)
     if spec.query is not None:
         parameters += _query_parameters(spec.query)
+    keyed = method in idempotency.WRITE_METHODS and spec.takes_idempotency_key
+    if keyed:
+        parameters.append(IDEMPOTENCY_KEY)
     if parameters:
         operation["parameters"] = parameters
     if spec.body is not None:
@@ -277,7 +306,7 @@ def _operation(app: Flask, rule, spec: Endpoint, components: dict) -> dict:
     successes = {str(spec.status): _success(spec)}
     for status, (model, description) in spec.also.items():
         successes[str(status)] = {"description": description, "content": _json(_schema_ref(model))}
-    operation["responses"] = {**successes, **_errors(app, rule, spec)}
+    operation["responses"] = {**successes, **_errors(app, rule, spec, keyed)}
     operation["security"] = spec.auth.security() if spec.auth is not None else []
     return operation
 
@@ -315,7 +344,7 @@ def _build(app: Flask) -> dict:
     security_schemes = {}
     for rule, method, spec in declarations:
         path = RULE_ARGUMENT.sub(r"{\2}", rule.rule)
-        paths.setdefault(path, {})[method.lower()] = _operation(app, rule, spec, components)
+        paths.setdefault(path, {})[method.lower()] = _operation(app, rule, method, spec, components)
         tags[spec.tag] = None
         if spec.auth is not None:
             security_schemes.update(spec.auth.security_schemes())

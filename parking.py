@@ -46,6 +46,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+import events
 from billing import TARIFF_COLUMNS, Tariff, stay_charge, tariff_to_dict
 from database import lock_row, run
 from models import (
@@ -409,6 +410,7 @@ def record_payment(
     action = "refund" if amount < 0 else "payment"
     audit(actor, action, lot_id=ticket.lot_id, ticket_id=ticket.id, amount=amount, detail=method)
     db.session.flush()
+    events.emit("payment.recorded", payment_dict(payment))  # the outbox, same transaction
     return payment, True
 
 
@@ -466,6 +468,7 @@ def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: dateti
         if run(CAR_PARKED, {"key": car.plate_key, "vehicle": car.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked") from None
         raise ApiError(400, "Spot unavailable") from None
+    events.emit_ticket("ticket.opened", ticket["id"])  # the outbox, same transaction
     return ticket
 
 
@@ -548,6 +551,7 @@ def close_ticket(ticket, at: datetime) -> Charge | None:
     if closed.rowcount == 0:
         return None
     run(FREE_SPOT, {"spot": ticket.spot_id})
+    events.emit_ticket("ticket.closed", ticket.id)  # the outbox, same transaction
     return due
 
 

@@ -675,6 +675,7 @@ PATH_IDS = {
     "user_id": "User id",
     "device_id": "Gate device id",
     "permit_id": "Permit id",
+    "webhook_id": "Webhook id",
 }
 PATH_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_INT}
 
@@ -1597,3 +1598,112 @@ class Error(Response):
     """Every error answer."""
 
     error: str
+
+
+# ===========================================================================
+# Integrations: webhooks and the availability feed
+# ===========================================================================
+
+WEBHOOK_URL_MAX, WEBHOOK_DESCRIPTION_MAX = 2048, 255
+# The event types a webhook can subscribe to (events.EVENT_TYPES, which emit() checks).
+EVENT_TYPES = (
+    "ticket.opened",
+    "ticket.closed",
+    "payment.recorded",
+    "reservation.created",
+    "reservation.cancelled",
+    "reservation.no_show",
+    "lot.full",
+    "lot.available",
+)
+EventType = Literal[EVENT_TYPES]
+
+
+def _event_types(value: Any) -> list[str]:
+    if value is None:
+        raise fail("events is required")
+    if not isinstance(value, list) or not value:
+        raise fail("events must be a non-empty list of event types")
+    chosen: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or item not in EVENT_TYPES:
+            raise fail(f"events must be a list of: {', '.join(EVENT_TYPES)}")
+        if item not in chosen:
+            chosen.append(item)
+    return chosen
+
+
+class WebhookCreate(Body):
+    model_config = example(
+        {
+            "url": "https://hooks.example.com/parking",
+            "events": ["ticket.opened", "ticket.closed", "lot.full", "lot.available"],
+            "description": "Signage controller",
+        }
+    )
+
+    url: Str(
+        WEBHOOK_URL_MAX,
+        required="url is required",
+        schema={"format": "uri"},
+        example="https://hooks.example.com/parking",
+        description="https; it must not resolve to a private, loopback or link-local "
+        "address unless WEBHOOK_ALLOWED_HOSTS names its host",
+    )
+    events: _field(
+        list[str],
+        _event_types,
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": list(EVENT_TYPES)},
+            "minItems": 1,
+            "examples": [["ticket.opened", "lot.full"]],
+        },
+        "events is required",
+    )
+    description: Str(WEBHOOK_DESCRIPTION_MAX, example="Signage controller")
+
+
+class Webhook(Response):
+    id: RowId
+    url: str
+    events: list[EventType]
+    description: str | None
+    created_at: Timestamp
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        pattern="^whsec_[A-Za-z0-9+/=]+$",
+        description="Signing secret (Standard Webhooks): shown once, store it now",
+    )
+
+
+class WebhookDeleted(Response):
+    message: str
+    webhook_id: RowId
+
+
+class Delivery(Response):
+    id: RowId
+    event_id: RowId
+    event_type: str
+    message_id: str = Field(description="The webhook-id header: the same on every attempt")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: Count
+    response_status: int | None = Field(description="HTTP status of the last attempt")
+    last_error: str | None
+    next_attempt_at: Timestamp | None = Field(description="When it is retried (pending)")
+    last_attempt_at: Timestamp | None
+    delivered_at: Timestamp | None
+    created_at: Timestamp
+
+
+class LotAvailability(Response):
+    lot_id: RowId
+    name: str
+    total: Count
+    available: Count
+    reservable_available: Count
+    status: Literal["FULL", "SPACES_AVAILABLE", "CLOSED"]
+    updated_at: Timestamp

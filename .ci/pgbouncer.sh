@@ -24,6 +24,9 @@ SLICE=(
     tests/test_tokens.py              # refresh rotation, logout, revocation
     tests/test_auth.py
     tests/test_lot_counters.py        # the counter triggers under concurrent writers
+    tests/test_idempotency.py         # keys claimed and answered in short transactions
+    tests/test_webhooks.py            # the outbox and workers taking deliveries with SKIP LOCKED
+    tests/test_availability.py        # the feed while cars come and go
 )
 
 VENV="${1:-.venv}"

@@ -31,6 +31,7 @@ from endpoints import devices_only_at_the_gate
 from ratelimit import limiter
 from routes import (  # noqa: F401  (each registers its views)
     accounts,
+    availability,
     docs,
     gate,
     health,
@@ -40,6 +41,7 @@ from routes import (  # noqa: F401  (each registers its views)
     staff,
     tickets,
     vehicles,
+    webhooks,
 )
 from routes.accounts import hash_password
 from routes.common import api

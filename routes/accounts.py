@@ -105,6 +105,7 @@ def login(body: schemas.LoginRequest):
     summary="Exchange a refresh token for a new token pair",
     auth=REFRESH,
     response=schemas.Tokens,
+    idempotent=False,  # the answer carries tokens; a retry is safe anyway (above)
     description=(
         "Send the **refresh** token as the bearer token. It is rotated: the old "
         "one is revoked. Presenting it again within a few seconds (a retry) gives "
@@ -156,6 +157,7 @@ def me():
     body=schemas.ChangePasswordRequest,
     response=schemas.PasswordChanged,
     limits=[account_rate_limit],
+    idempotent=False,  # the answer carries tokens, which are never stored
 )
 def change_password(body: schemas.ChangePasswordRequest):
     """Change the password; every token issued before stops working."""

@@ -43,6 +43,10 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 IS_POSTGRES = bool(TEST_DATABASE_URL)
 # Children before parents: SQLite empties them with DELETE, foreign keys on.
 TABLES = (
+    "webhook_deliveries",
+    "webhooks",
+    "events",
+    "idempotency_keys",
     "audit_log",
     "payments",
     "permit_lots",

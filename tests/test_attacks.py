@@ -17,10 +17,24 @@ from conftest import TABLES
 from sqlalchemy import select, text
 
 import routes
+import webhooks
 from app import create_app
 from config import TestConfig
 from endpoints import ADMIN
-from models import Device, ParkingLot, ParkingSpot, Permit, RevokedToken, Ticket, User, Vehicle, db
+from models import (
+    Device,
+    ParkingLot,
+    ParkingSpot,
+    Permit,
+    RevokedToken,
+    Ticket,
+    User,
+    Vehicle,
+    Webhook,
+    WebhookDelivery,
+    db,
+    utcnow,
+)
 
 # Every (METHOD, rule) of the app, read once at collection.
 ROUTES = sorted(
@@ -115,7 +129,18 @@ def world(app, client, clock, make_user, make_lot, make_vehicle):
     )
     assert permit.status_code == 201, permit.get_json()
     ids["permit"] = permit.get_json()["id"]
+    with app.app_context():
+        # Pinging it is refused at once: nothing listens on the discard port.
+        hook = Webhook(
+            url=DEAD_HOOK, events=["lot.full"], secret=webhooks.new_secret(), created_at=utcnow()
+        )
+        db.session.add(hook)
+        db.session.commit()
+        ids["webhook"] = hook.id
     return ids
+
+
+DEAD_HOOK = "http://127.0.0.1:9/hook"
 
 
 def path_for(rule: str, world: World, user: str, overrides: dict | None = None) -> str:
@@ -129,6 +154,7 @@ def path_for(rule: str, world: World, user: str, overrides: dict | None = None) 
         "device_id": world.device,
         "permit_id": world.permit,
         "filename": "app.js",
+        "webhook_id": world.webhook,
         **(overrides or {}),
     }
     return PATH_ARG.sub(lambda m: str(values.get(m.group(2), 1)), rule)
@@ -189,6 +215,9 @@ BODIES = {
     ("PATCH", "/api/spots/<int:spot_id>"): [
         lambda app, w, n: {"spot_number": f"Q{n}", "kind": "ev", "status": "out_of_service"}
     ],
+    ("POST", "/api/webhooks"): [
+        lambda app, w, n: {"url": DEAD_HOOK, "events": ["lot.full"], "description": f"Hook {n}"}
+    ],
     ("POST", "/api/tickets"): [
         lambda app, w, n: {"vehicle_id": w.admin_spare_vehicle, "parking_spot_id": w.spots[6]},
         lambda app, w, n: {
@@ -220,7 +249,11 @@ BODIES = {
     ],
 }
 # POST/PATCH routes that read no body at all.
-NO_BODY = {("PATCH", "/api/checkout/<int:ticket_id>"), ("POST", "/api/token/refresh")}
+NO_BODY = {
+    ("PATCH", "/api/checkout/<int:ticket_id>"),
+    ("POST", "/api/token/refresh"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"),
+}
 # Routes that take a refresh token instead of an access token.
 REFRESH_ROUTES = {("POST", "/api/token/refresh")}
 # Valid query strings for routes that need one.
@@ -271,6 +304,8 @@ STRING_FIELDS = {
     "valid_from",
     "valid_to",
     "note",
+    "url",
+    "description",
 }
 INT_FIELDS = {
     "amount",
@@ -592,6 +627,9 @@ OBJECT_ROUTES = {
         "Admin privileges required",
     ),
     ("DELETE", "/api/permits/<int:permit_id>"): (403, "Admin privileges required"),
+    ("DELETE", "/api/webhooks/<int:webhook_id>"): (403, "Admin privileges required"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"): (403, "Admin privileges required"),
+    ("GET", "/api/webhooks/<int:webhook_id>/deliveries"): (403, "Admin privileges required"),
 }
 ID_ROUTES = [route for route in ROUTES if "<int:" in route[1]]
 
@@ -680,6 +718,11 @@ ADMIN_ROUTES = {
     ("POST", "/api/permits"),
     ("GET", "/api/permits"),
     ("DELETE", "/api/permits/<int:permit_id>"),
+    ("POST", "/api/webhooks"),
+    ("GET", "/api/webhooks"),
+    ("DELETE", "/api/webhooks/<int:webhook_id>"),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"),
+    ("GET", "/api/webhooks/<int:webhook_id>/deliveries"),
 }
 
 
@@ -881,6 +924,19 @@ def _check_ticket_created(app, w, body):
     assert get(app, ParkingSpot, w.spots[6]).status == "occupied"
 
 
+def _check_webhook_created(app, w, body):
+    hook = get(app, Webhook, body["id"])
+    assert hook.id != 999_999 and hook.created_by == w.admin
+    assert hook.created_at != datetime(2000, 1, 1, tzinfo=UTC)
+    assert hook.secret == body["secret"] and hook.secret.startswith("whsec_")
+
+
+def _check_ping(app, w, body):
+    delivery = get(app, WebhookDelivery, body["id"])
+    assert delivery.webhook_id == w.webhook and delivery.status == "pending"
+    assert delivery.attempts == 1 and delivery.id != 999_999
+
+
 def _check_checkout(app, w, body):
     ticket = get(app, Ticket, w.attacker_ticket)
     assert ticket.check_out == datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -947,6 +1003,8 @@ MASS_ASSIGNMENT = {
     ("PATCH", "/api/users/<int:user_id>"): ("admin", _check_user_updated),
     ("POST", "/api/parking-lots/<int:lot_id>/devices"): ("admin", _check_device_created),
     ("POST", "/api/permits"): ("admin", _check_permit_created),
+    ("POST", "/api/webhooks"): ("admin", _check_webhook_created),
+    ("POST", "/api/webhooks/<int:webhook_id>/test"): ("admin", _check_ping),
 }
 
 

@@ -20,6 +20,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 import openapi
 from app import create_app
 from config import TestConfig
+from models import Webhook, db, utcnow
 from openapi import DOCS_ASSETS, SWAGGER_UI_DIR
 
 # The document is generated from the app's routes and declarations; this app's
@@ -66,10 +67,20 @@ def call(client, method: str, path: str, token: str | None = None, **kwargs):
 
 
 @pytest.fixture
-def world(lot, admin, driver, make_vehicle, login):
+def world(app, lot, admin, driver, make_vehicle, login):
     """Lot 1 with spots, admin's vehicle 1; world["admin"]()() is a fresh admin token
     (a fresh one per request: POST /api/logout revokes the one it is sent)."""
     make_vehicle(admin, plate="KAA 001A")
+    with app.app_context():  # webhook 1, for its deliveries
+        db.session.add(
+            Webhook(
+                url="http://127.0.0.1:9/",
+                events=["lot.full"],
+                secret="whsec_AAAA",
+                created_at=utcnow(),
+            )
+        )
+        db.session.commit()
     return {
         "admin": lambda: login(admin)["token"],
         "driver": lambda: login(driver)["token"],
@@ -238,6 +249,8 @@ def test_list_operations_document_and_send_pagination_headers(client, world):
         and resolve(op["responses"]["200"]["content"]["application/json"]["schema"]).get("type")
         == "array"
     ]
+    # The availability feed is every active lot in one answer: not paged.
+    lists = [(path, op) for path, op in lists if path != "/api/availability"]
     assert {path for path, _ in lists} == {
         "/api/vehicles",
         "/api/parking-lots",
@@ -248,6 +261,8 @@ def test_list_operations_document_and_send_pagination_headers(client, world):
         "/api/parking-lots/{lot_id}/devices",
         "/api/audit",
         "/api/permits",
+        "/api/webhooks",
+        "/api/webhooks/{webhook_id}/deliveries",
     }
     for path, op in lists:
         headers = op["responses"]["200"]["headers"]
