@@ -52,7 +52,9 @@ class PageQuery:
     the last one must be unique (an id). `plain=True`: the statement selects
     columns only, and its rows skip the ORM's loading machinery.
     `count_in_page=True`: the page also carries count(*) OVER (), so a full
-    page needs no second statement; for short lists (lots).
+    page needs no second statement; for short lists (lots). `count_of`: the
+    rows to count, when joins that cannot change the number (non-null foreign
+    keys) need not be counted.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class PageQuery:
         descending: bool = False,
         plain: bool = False,
         count_in_page: bool = False,
+        count_of=None,
     ):
         self.plain = plain
         self.count_in_page = count_in_page
@@ -78,8 +81,9 @@ class PageQuery:
             *(bindparam(f"after_{i}", type_=column.type) for i, column in enumerate(order_by))
         )
         self.keyset_rows = self.rows.where(after < bound if descending else after > bound)
+        counted = stmt if count_of is None else count_of
         self.count = select(func.count()).select_from(
-            stmt.order_by(None).limit(bindparam("count_cap")).subquery()
+            counted.order_by(None).limit(bindparam("count_cap")).subquery()
         )
 
 
@@ -116,11 +120,13 @@ def paginate(
     pages,
     params: dict | None = None,
     total: Callable[[], int | None] | None = None,
+    count_of=None,
 ):
     """Run one page of `query` (a select, or a PageQuery run with `params`);
     return (rows, pagination headers). `pages` is the request's query model
     (`page`, `per_page`, `cursor`); `total()` gives an exact total cheaply
-    (counters), else the rows are counted up to COUNT_CAP.
+    (counters), else the rows (of `count_of`, if given) are counted up to
+    COUNT_CAP.
 
     At most two statements, whatever the size of the table: a page that is
     not full is the last one, so it gives the total without a count.
@@ -128,7 +134,7 @@ def paginate(
     if not isinstance(query, PageQuery):
         descending = any(getattr(column, "modifier", None) is not None for column in order_by)
         columns = [getattr(column, "element", column) for column in order_by]
-        query = PageQuery(query, *columns, descending=descending)
+        query = PageQuery(query, *columns, descending=descending, count_of=count_of)
     params = dict(params or {})
     per_page = pages.per_page
     cursor = getattr(pages, "cursor", None)

@@ -127,11 +127,14 @@ HISTORY = """
                5 + floor(random() * (%(max_stay)s - 4))::int AS minutes
         FROM raw
     )
-    INSERT INTO tickets (vehicle_id, spot_id, user_id, lot_id, check_in, check_out,
+    INSERT INTO tickets (vehicle_id, spot_id, user_id, lot_id, plate_key, check_in, check_out,
+                         check_in_day, check_out_day,
                          currency, hourly_rate, billing_increment_minutes,
                          grace_minutes, daily_max, amount_due, duration_minutes)
-    SELECT p.vehicle_id, p.spot_id, v.user_id, s.lot_id, p.check_in,
+    SELECT p.vehicle_id, p.spot_id, v.user_id, s.lot_id, v.plate_key, p.check_in,
            p.check_in + p.minutes * interval '1 minute',
+           (p.check_in AT TIME ZONE l.timezone)::date,
+           ((p.check_in + p.minutes * interval '1 minute') AT TIME ZONE l.timezone)::date,
            l.currency, l.hourly_rate, l.billing_increment_minutes, l.grace_minutes,
            l.daily_max,
            CASE WHEN p.minutes <= l.grace_minutes THEN 0
@@ -206,7 +209,11 @@ def load(conn, sizes: Sizes, password_hash: str, bulk: bool = False) -> dict:
                 ),
             }
         )
-    with bulk_load(conn) if bulk else nullcontext(), conn.cursor() as cur:
+    with (
+        bulk_load(conn) if bulk else nullcontext(),
+        rollups_counted_once(conn),
+        conn.cursor() as cur,
+    ):
         cur.execute("SELECT setseed(0.42)")
         cur.execute(
             """
@@ -245,9 +252,10 @@ def load(conn, sizes: Sizes, password_hash: str, bulk: bool = False) -> dict:
                         ELSE 'standard' END
             FROM generate_series(1, %(busy_spots)s) AS n;
 
-            INSERT INTO vehicles (id, plate_number, type, user_id, created_at)
+            INSERT INTO vehicles (id, plate_number, plate_key, type, user_id, created_at)
             SELECT (d - 1) * %(per_driver)s + k + 1,
                    'KB' || lpad(d::text, 5, '0') || ' ' || chr(65 + k),
+                   'KB' || lpad(d::text, 5, '0') || chr(65 + k),
                    CASE WHEN k = 0 THEN 'Sedan' ELSE 'Van' END,
                    d + 1, now() - interval '100 days'
             FROM generate_series(1, %(drivers)s + %(fleet)s) AS d,
@@ -262,17 +270,21 @@ def load(conn, sizes: Sizes, password_hash: str, bulk: bool = False) -> dict:
         cur.execute(
             """
             WITH occupied AS (
-                SELECT id, lot_id, row_number() OVER (ORDER BY id) - 1 AS q
+                SELECT id, lot_id, row_number() OVER (ORDER BY id) - 1 AS q,
+                       now() - (1 + floor(random() * 720)::int) * interval '1 minute' AS check_in
                 FROM parking_spots WHERE status = 'occupied'
             )
-            INSERT INTO tickets (vehicle_id, spot_id, user_id, lot_id, check_in, currency,
-                                 hourly_rate, billing_increment_minutes, grace_minutes, daily_max)
-            SELECT (o.q %% %(drivers)s) * %(per_driver)s + o.q / %(drivers)s + 2, o.id,
-                   (o.q %% %(drivers)s) + 2, o.lot_id,
-                   now() - (1 + floor(random() * 720)::int) * interval '1 minute',
+            INSERT INTO tickets (vehicle_id, spot_id, user_id, lot_id, plate_key, check_in,
+                                 check_in_day, currency, hourly_rate, billing_increment_minutes,
+                                 grace_minutes, daily_max)
+            SELECT v.id, o.id, v.user_id, o.lot_id, v.plate_key, o.check_in,
+                   (o.check_in AT TIME ZONE l.timezone)::date,
                    l.currency, l.hourly_rate, l.billing_increment_minutes, l.grace_minutes,
                    l.daily_max
-            FROM occupied AS o JOIN parking_lots AS l ON l.id = o.lot_id
+            FROM occupied AS o
+            JOIN parking_lots AS l ON l.id = o.lot_id
+            JOIN vehicles AS v
+              ON v.id = (o.q %% %(drivers)s) * %(per_driver)s + o.q / %(drivers)s + 2
             """,
             params,
         )
@@ -312,6 +324,39 @@ COUNT_LOT_SPOTS = """
         spots_available = (SELECT count(*) FROM parking_spots AS s
                            WHERE s.lot_id = parking_lots.id AND s.status = 'available')
 """
+
+
+# The ticket counters and daily rollups from scratch (as migration 0009 fills them).
+COUNT_LOT_TICKETS = """
+    UPDATE parking_lots SET
+        tickets_total = (SELECT count(*) FROM tickets AS t WHERE t.lot_id = parking_lots.id),
+        tickets_open = (SELECT count(*) FROM tickets AS t
+                        WHERE t.lot_id = parking_lots.id AND t.check_out IS NULL);
+    DELETE FROM lot_days;
+    INSERT INTO lot_days (lot_id, day, tickets_started)
+    SELECT lot_id, check_in_day, count(*) FROM tickets GROUP BY lot_id, check_in_day;
+    INSERT INTO lot_days (lot_id, day, tickets_closed, revenue, stay_minutes, outstanding,
+                          permit_sessions)
+    SELECT lot_id, check_out_day, count(*), coalesce(sum(amount_due), 0),
+           coalesce(sum(duration_minutes), 0),
+           coalesce(sum(greatest(amount_due - amount_paid, 0)), 0), count(permit_id)
+    FROM tickets WHERE check_out IS NOT NULL GROUP BY lot_id, check_out_day
+    ON CONFLICT (lot_id, day) DO UPDATE SET tickets_closed = excluded.tickets_closed,
+        revenue = excluded.revenue, stay_minutes = excluded.stay_minutes,
+        outstanding = excluded.outstanding, permit_sessions = excluded.permit_sessions;
+"""
+
+
+@contextmanager
+def rollups_counted_once(conn):
+    """Load tickets with their roll-up triggers off (each would update the
+    lot's counters and day row once per ticket) and count both once after."""
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE tickets DISABLE TRIGGER USER")
+    yield
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE tickets ENABLE TRIGGER USER")
+        cur.execute(COUNT_LOT_TICKETS)
 
 
 @contextmanager

@@ -64,6 +64,8 @@ from run import (
 )
 from werkzeug.security import generate_password_hash
 
+from pagination import encode_cursor
+
 TARGET = 1.5  # large/small, per endpoint (issue 16)
 
 SMALL = dataset.Sizes(lots=10, spots_per_lot=100, drivers=100, closed_tickets=10_000)
@@ -99,7 +101,8 @@ WARMUP, WARMUP_SECONDS = 5, 1.0  # warm-up requests per side: 5, or fewer when s
 class Endpoint:
     """One line per endpoint. `path` takes placeholders from Dataset.context
     ({lot}, {busy_lot}, {ticket}, {spot}, {from30}, {from365}, {to},
-    {tickets_deep_page}, {spots_deep_page}, {lots_last_page}); `user` is the
+    {tickets_deep_page}, {spots_deep_page}, {tickets_deep_cursor},
+    {spots_deep_cursor}, {lots_last_page}); `user` is the
     token it sends: driver (a typical one), busy_driver (the driver with the
     most tickets), admin, or None (public). `days` marks a report (its time is
     also shown per day asked for); `explain` runs EXPLAIN (ANALYZE, BUFFERS)
@@ -137,7 +140,10 @@ ENDPOINTS = [
     Endpoint("spots: available", "/api/spots?status=available&per_page=100", None, explain=True),
     Endpoint("spots: kind=ev", "/api/spots?kind=ev&per_page=100", None, explain=True),
     Endpoint(
-        "spots: deep page", "/api/spots?per_page=100&page={spots_deep_page}", None, explain=True
+        "spots: deep page (cursor)",
+        "/api/spots?per_page=100&cursor={spots_deep_cursor}",
+        None,
+        explain=True,
     ),
     Endpoint("spot detail", "/api/spots/{spot}", None),
     Endpoint("ticket detail", "/api/tickets/{ticket}"),
@@ -154,8 +160,8 @@ ENDPOINTS = [
         "all tickets: first page", "/api/tickets?all=true&per_page=100", "admin", explain=True
     ),
     Endpoint(
-        "all tickets: deep page",
-        "/api/tickets?all=true&per_page=100&page={tickets_deep_page}",
+        "all tickets: deep page (cursor)",
+        "/api/tickets?all=true&per_page=100&cursor={tickets_deep_cursor}",
         "admin",
         explain=True,
     ),
@@ -180,6 +186,8 @@ ENDPOINTS = [
         "admin",
         explain=True,
     ),
+    Endpoint("audit: first page", "/api/audit?per_page=100", "admin", explain=True),
+    Endpoint("availability feed", "/api/availability", None, explain=True),
 ]
 
 
@@ -207,7 +215,7 @@ class Dataset:
         """Create, migrate, load, vacuum and check the database."""
         recreate_database(self.url)
         migrated = subprocess_run(
-            [str(BIN / "flask"), "db", "upgrade"], app_env(self.url, "x" * 32)
+            [str(BIN / "flask"), "db", "upgrade"], app_env(self.url, secrets.token_hex(32))
         )
         if migrated.returncode:
             raise SystemExit(f"flask db upgrade failed:\n{migrated.stderr[-3000:]}")
@@ -262,6 +270,19 @@ class Dataset:
         cur.execute("SELECT count(*) FROM tickets")
         (tickets,) = cur.fetchone()
         spots = sizes.spots + sizes.busy_lot_spots
+        # The cursors a client following rel="next" holds at row 99,900 (or
+        # the last full page of a shorter list): keyset pages, not OFFSET.
+        deep = min(1000, tickets // 100) * 100 - 1
+        cur.execute(
+            "SELECT check_in, id FROM tickets ORDER BY check_in DESC, id DESC OFFSET %s LIMIT 1",
+            (deep,),
+        )
+        tickets_cursor = encode_cursor(cur.fetchone())
+        cur.execute(
+            "SELECT id FROM parking_spots ORDER BY id OFFSET %s LIMIT 1",
+            (min(1000, spots // 100) * 100 - 1,),
+        )
+        spots_cursor = encode_cursor(cur.fetchone())
         lots = sizes.lots + (1 if sizes.busy_lot else 0)
         today = datetime.now(UTC).date()
         return {
@@ -278,6 +299,8 @@ class Dataset:
             # Page 1000 (OFFSET 99,900) or the last full page of a shorter list.
             "tickets_deep_page": min(1000, tickets // 100),
             "spots_deep_page": min(1000, spots // 100),
+            "tickets_deep_cursor": tickets_cursor,
+            "spots_deep_cursor": spots_cursor,
             "lots_last_page": -(-lots // 100),
         }
 

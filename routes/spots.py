@@ -5,6 +5,7 @@ from functools import cache
 from flask import jsonify
 from sqlalchemy import (
     bindparam,
+    func,
     select,
     update,
 )
@@ -19,7 +20,7 @@ from models import (
 )
 from pagination import PageQuery, paginate
 from replica import replica_reads
-from routes.common import active_lot, api, commit_or
+from routes.common import active_lot, api, commit_or, run
 from validation import ApiError
 
 # ===========================================================================
@@ -76,6 +77,20 @@ def spot_search(by_lot: bool, by_status: bool, by_kind: bool) -> PageQuery:
     return PageQuery(stmt, ParkingSpot.id, plain=True)
 
 
+@cache
+def spot_counter(by_lot: bool, status: str | None):
+    """The search's total from the lots' spot counters (migration 0003), when
+    they count what it asks for: all spots, or the available ones; else None
+    (the rows are counted, at most COUNT_CAP of them)."""
+    if status not in (None, "available"):
+        return None
+    counted = ParkingLot.spots_available if status == "available" else ParkingLot.spots_total
+    stmt = select(func.coalesce(func.sum(counted), 0)).where(ParkingLot.archived_at.is_(None))
+    if by_lot:
+        stmt = stmt.where(ParkingLot.id == bindparam("lot_id"))
+    return stmt
+
+
 @api.route("/spots", methods=["GET"])
 @endpoint(
     tag="Spots",
@@ -89,7 +104,9 @@ def list_spots(query: schemas.SpotSearch):
     params = {"lot_id": query.lot_id, "status": query.status, "kind": query.kind}
     params = {name: value for name, value in params.items() if value is not None}
     search = spot_search("lot_id" in params, "status" in params, "kind" in params)
-    rows, headers = paginate(search, pages=query, params=params)
+    counter = spot_counter("lot_id" in params, query.status) if query.kind is None else None
+    total = (lambda: run(counter, params).scalar()) if counter is not None else None
+    rows, headers = paginate(search, pages=query, params=params, total=total)
     spots = [spot_dict(*row) for row in rows]
     return jsonify(spots), 200, headers
 

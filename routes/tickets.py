@@ -175,20 +175,25 @@ def create_ticket(body: schemas.TicketCreate):
     errors={403: "Admin privileges required (all=true)"},
 )
 def list_tickets(query: schemas.TicketList):
-    stmt = tickets_query()
+    where = []
     if query.all:
         if not current_user.is_admin:
             raise ApiError(403, "Admin privileges required")
     else:
-        stmt = stmt.where(Ticket.user_id == current_user.id)
+        where.append(Ticket.user_id == current_user.id)
     if query.active is not None:
-        closed = Ticket.check_out.is_not(None)
-        stmt = stmt.where(Ticket.check_out.is_(None) if query.active else closed)
+        where.append(Ticket.check_out.is_(None) if query.active else Ticket.check_out.is_not(None))
     if query.lot_id is not None:
-        stmt = stmt.where(Ticket.lot_id == query.lot_id)
-    total = everyones_total(query) if query.all else None
+        where.append(Ticket.lot_id == query.lot_id)
     rows, headers = paginate(
-        stmt, Ticket.check_in.desc(), Ticket.id.desc(), pages=query, total=total
+        tickets_query().where(*where),
+        Ticket.check_in.desc(),
+        Ticket.id.desc(),
+        pages=query,
+        # Everyone's: the lots' counters. A driver's: their tickets alone (the
+        # joins follow non-null foreign keys), at most COUNT_CAP of them.
+        total=everyones_total(query) if query.all else None,
+        count_of=select(Ticket.id).where(*where),
     )
     return jsonify(tickets_to_dicts(rows)), 200, headers
 
