@@ -402,6 +402,17 @@ def register_commands(app: Flask) -> None:
             return
         webhooks.run_forever(poll)
 
+    @app.cli.command("expire-reservations")
+    def expire_reservations():
+        """Record as no-shows the confirmed reservations not checked in by their
+        no_show_at. Optional: the API treats them so already; this writes it down."""
+        from parking import now
+        from routes.reservations import expire_overdue
+
+        count = expire_overdue(now())
+        db.session.commit()
+        click.echo(f"Marked {count} reservations as no-shows")
+
     @app.cli.command("prune-idempotency")
     def prune_idempotency():
         """Delete idempotency keys older than 24 hours (their answers are no longer replayed)."""

@@ -143,3 +143,47 @@ def stay_charge(
         return 0, parts, end
     amount, breakdown = fee_for(max(end - start, timedelta(0)), tariff)
     return amount, parts + breakdown, end
+
+
+def reserved_stay_charge(
+    check_in: datetime,
+    at: datetime,
+    tariff: Tariff,
+    *,
+    reserved_from: datetime,
+    reserved_until: datetime,
+    prepaid: int,
+    paid_until: datetime | None = None,
+    exit_grace_minutes: int = 0,
+) -> tuple[int, list[dict], datetime]:
+    """What a reserved stay owes beyond its reservation, which was paid at
+    booking and covers [reserved_from, reserved_until).
+
+    * Minutes before the window (check-in opens early_minutes before it) are free.
+    * The window itself is the reservation's prepaid amount: nothing more.
+    * Time after the window is billed under the frozen tariff from its end,
+      without a new grace period (the fee rule's periods start there).
+    * A payment while parked fixed the fee up to `paid_until`, as for any stay.
+    """
+    end = at
+    if paid_until is not None and at <= paid_until + timedelta(minutes=exit_grace_minutes):
+        end = paid_until
+    minute = timedelta(minutes=1)
+    parts = []
+    early = min(reserved_from, end) - check_in
+    if early > timedelta(0):
+        parts.append({"period": "early", "minutes": -(-early // minute), "amount": 0})
+    window = max(min(reserved_until, end) - max(check_in, reserved_from), timedelta(0))
+    parts.append(
+        {
+            "period": "reservation",
+            "minutes": -(-window // minute),
+            "amount": 0,
+            "prepaid": prepaid,
+        }
+    )
+    if end <= reserved_until:
+        return 0, parts, end
+    no_grace = Tariff(tariff.hourly_rate, tariff.billing_increment_minutes, 0, tariff.daily_max)
+    amount, breakdown = fee_for(end - reserved_until, no_grace)
+    return amount, parts + breakdown, end

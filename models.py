@@ -52,6 +52,9 @@ REVOCATION_REASONS = ("logout", "rotated")
 PAYMENT_METHODS = ("cash", "card", "app", "reservation")
 ACTOR_TYPES = ("user", "device")
 SPOT_KINDS = ("standard", "compact", "large", "motorcycle", "ev", "accessible")
+RESERVATION_STATUSES = ("confirmed", "checked_in", "completed", "cancelled", "no_show")
+# The statuses that hold a spot for a window (the exclusion constraints, 0010).
+ACTIVE_RESERVATION = ("confirmed", "checked_in")
 
 
 class Base(DeclarativeBase):
@@ -242,6 +245,14 @@ class ParkingLot(db.Model):
     # When the counters last changed: set by a trigger on parking_lots
     # (migration 0007), which also writes lot.full / lot.available events.
     counts_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # Reservations (migration 0010): the lot's policy, frozen on each reservation.
+    reservation_max_days: Mapped[int] = mapped_column(Integer, server_default="30", default=30)
+    reservation_horizon_days: Mapped[int] = mapped_column(Integer, server_default="90", default=90)
+    cancel_free_minutes: Mapped[int] = mapped_column(Integer, server_default="60", default=60)
+    # Charged for a cancellation after cancel_free_until; null: the full amount.
+    late_cancel_fee: Mapped[int | None] = mapped_column(BigInteger)
+    early_minutes: Mapped[int] = mapped_column(Integer, server_default="15", default=15)
+    no_show_minutes: Mapped[int] = mapped_column(Integer, server_default="30", default=30)
 
     spots: Mapped[list["ParkingSpot"]] = relationship(back_populates="lot")
 
@@ -256,6 +267,14 @@ class ParkingSpot(db.Model):
         Index("ix_parking_spots_lot_status_kind", "lot_id", "status", "kind"),
         # A lot's spots in id order (the search by lot, its keyset pages; 0009).
         Index("ix_parking_spots_lot_id_id", "lot_id", "id"),
+        # A lot's reservable spots by kind (reservations, availability; 0010).
+        Index(
+            "ix_parking_spots_reservable",
+            "lot_id",
+            "kind",
+            postgresql_where=text("reservable"),
+            sqlite_where=text("reservable"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -265,6 +284,9 @@ class ParkingSpot(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="available", server_default="available")
     kind: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
     lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+    # Hosts reservations only: walk-ins (app bookings, auto-assignment, the
+    # gate) are never given one.
+    reservable: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     lot: Mapped[ParkingLot] = relationship(back_populates="spots")
 
@@ -304,6 +326,8 @@ class Ticket(db.Model):
             sqlite_where=text("check_out IS NULL"),
         ),
         Index("ix_tickets_lot_plate_key_check_in", "lot_id", "plate_key", "check_in"),
+        # A reservation opens at most one ticket (migration 0010).
+        Index("ux_tickets_reservation_id", "reservation_id", unique=True),
         CheckConstraint("amount_paid >= 0", name="amount_paid"),
         # The ticket lists, newest first (check_in DESC, id DESC), read backwards:
         # everyone's, open ones, a driver's, a lot's (migration 0009).
@@ -364,6 +388,12 @@ class Ticket(db.Model):
     paid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The permit that covered the stay's start, found at checkout.
     permit_id: Mapped[int | None] = mapped_column(ForeignKey("permits.id"))
+    # A reserved stay (migration 0010): the reservation's window and what was
+    # paid for it at booking, copied at check-in so billing needs no join.
+    reservation_id: Mapped[int | None] = mapped_column(Integer)
+    reserved_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reserved_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    prepaid: Mapped[int | None] = mapped_column(BigInteger)
 
     vehicle: Mapped[Vehicle] = relationship()
     spot: Mapped[ParkingSpot] = relationship()
@@ -404,7 +434,9 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Payment(db.Model):
     """Money recorded against a ticket (the API records payments; it moves no
-    money). Refunds are negative. A repeated (ticket, reference) is one payment."""
+    money). Refunds are negative. A repeated (ticket, reference) is one payment.
+    A reservation's payment (method "reservation") and its refund belong to
+    the reservation (reservation_id; ticket_id null): payments are append-only."""
 
     __tablename__ = "payments"
     __table_args__ = (
@@ -421,10 +453,14 @@ class Payment(db.Model):
         ),
         # The report's revenue by method per day: an index range scan, no table.
         Index("ix_payments_lot_created_method", "lot_id", "created_at", "method", "amount"),
+        CheckConstraint(
+            "(ticket_id IS NULL) <> (reservation_id IS NULL)", name="ticket_or_reservation"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("reservations.id"), index=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -500,6 +536,76 @@ class AuditEntry(db.Model):
     amount: Mapped[int | None] = mapped_column(BigInteger)
     plate_number: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class Reservation(db.Model):
+    """A reservable spot held for a vehicle over [start_at, end_at), paid at
+    booking (a payment with method "reservation").
+
+    No two active reservations of one spot, or of one vehicle, overlap: on
+    PostgreSQL two exclusion constraints say so (migration 0010); SQLite,
+    which serialises writers, gets the same check in the writing transaction
+    (routes/reservations.py). The tariff, the amount and the policy (cancel,
+    early check-in, no-show) are frozen at booking. A confirmed reservation
+    not checked in by no_show_at is a no-show, whether or not its status says
+    so yet (bookings and `flask expire-reservations` write it)."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint(_in("status", RESERVATION_STATUSES), name="status"),
+        CheckConstraint(_in("kind", SPOT_KINDS), name="kind"),
+        CheckConstraint("end_at > start_at", name="window"),
+        CheckConstraint("amount >= 0", name="amount"),
+        # A driver's list, newest window first; everyone's; a lot's.
+        Index("ix_reservations_user_start_id", "user_id", "start_at", "id"),
+        Index("ix_reservations_start_id", "start_at", "id"),
+        Index("ix_reservations_lot_start_id", "lot_id", "start_at", "id"),
+        # Overlap checks and availability: a lot's (or spot's) active windows.
+        Index("ix_reservations_spot_start", "spot_id", "start_at"),
+        # Overdue confirmations, marked no-show by bookings and the command.
+        Index(
+            "ix_reservations_confirmed_no_show_at",
+            "lot_id",
+            "no_show_at",
+            postgresql_where=text("status = 'confirmed'"),
+            sqlite_where=text("status = 'confirmed'"),
+        ),
+        # The report's days: made, cancelled, window start.
+        Index("ix_reservations_lot_created_day", "lot_id", "created_day"),
+        Index("ix_reservations_lot_cancelled_day", "lot_id", "cancelled_day"),
+        Index("ix_reservations_lot_start_day", "lot_id", "start_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
+    spot_id: Mapped[int] = mapped_column(ForeignKey("parking_spots.id"))
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    plate_key: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    hourly_rate: Mapped[int] = mapped_column(Integer)
+    billing_increment_minutes: Mapped[int] = mapped_column(Integer)
+    grace_minutes: Mapped[int] = mapped_column(Integer)
+    daily_max: Mapped[int | None] = mapped_column(Integer)
+    exit_grace_minutes: Mapped[int] = mapped_column(Integer)
+    early_minutes: Mapped[int] = mapped_column(Integer)
+    cancel_free_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    late_cancel_fee: Mapped[int] = mapped_column(BigInteger)
+    no_show_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund: Mapped[int | None] = mapped_column(BigInteger)
+    # The lot's local days the report counts it on (written with the times).
+    created_day: Mapped[date] = mapped_column(Date)
+    start_day: Mapped[date] = mapped_column(Date)
+    cancelled_day: Mapped[date | None] = mapped_column(Date)
 
 
 class LotDay(db.Model):

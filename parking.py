@@ -37,6 +37,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     insert,
     or_,
     select,
@@ -47,7 +48,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 import events
-from billing import TARIFF_COLUMNS, Tariff, stay_charge, tariff_to_dict
+from billing import TARIFF_COLUMNS, Tariff, reserved_stay_charge, stay_charge, tariff_to_dict
 from database import lock_row, run
 from models import (
     AuditEntry,
@@ -59,6 +60,7 @@ from models import (
     Permit,
     PermitLot,
     PermitPlate,
+    Reservation,
     Ticket,
     UTCDateTime,
     Vehicle,
@@ -320,6 +322,18 @@ def charge(ticket, at: datetime, permits: Permits | None = None) -> Charge:
         return Charge(
             ticket.amount_due or 0, ticket.amount_paid, [], ticket.check_out, ticket.permit_id
         )
+    if ticket.reserved_until is not None:  # a reserved stay: its permits play no part
+        amount, breakdown, until = reserved_stay_charge(
+            ticket.check_in,
+            at,
+            Tariff.of(ticket),
+            reserved_from=ticket.reserved_from,
+            reserved_until=ticket.reserved_until,
+            prepaid=ticket.prepaid or 0,
+            paid_until=ticket.paid_until,
+            exit_grace_minutes=ticket.exit_grace_minutes,
+        )
+        return Charge(amount, ticket.amount_paid, breakdown, until, None)
     if permits is None:
         # A row that says no permit ever named its plate after check-in skips the read.
         has_permit = getattr(ticket, "has_permit", True)
@@ -442,7 +456,9 @@ OCCUPY_SPOT = (
 )
 
 
-def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: datetime) -> dict:
+def insert_ticket(
+    car: Car, spot_id: int, lot_id: int, tariff_source, at: datetime, reserved=None
+) -> dict:
     """Insert the ticket of a car on a spot this transaction marked occupied
     (not committed). `tariff_source` (the lot or its row) gives the currency,
     tariff and exit grace frozen on the ticket, and the time zone of its day.
@@ -461,6 +477,13 @@ def insert_ticket(car: Car, spot_id: int, lot_id: int, tariff_source, at: dateti
         "exit_grace_minutes": tariff_source.exit_grace_minutes,
         **tariff_to_dict(tariff_source),
     }
+    if reserved is not None:  # a Reservation being checked in: its window and prepayment
+        ticket.update(
+            reservation_id=reserved.id,
+            reserved_from=reserved.start_at,
+            reserved_until=reserved.end_at,
+            prepaid=reserved.amount,
+        )
     try:
         ticket["id"] = run(INSERT_TICKET, ticket).scalar_one()
     except IntegrityError:
@@ -487,7 +510,9 @@ def pick_spot(lot_id: int, kind: str | None) -> tuple[int, str]:
     spot another transaction is changing is skipped, not waited for; SQLite
     serialises writers, where the clause is dropped."""
     candidate = select(ParkingSpot.id).where(
-        ParkingSpot.lot_id == lot_id, ParkingSpot.status == "available"
+        ParkingSpot.lot_id == lot_id,
+        ParkingSpot.status == "available",
+        ParkingSpot.reservable == false(),  # reservable spots host reservations only
     )
     if kind is not None:
         candidate = candidate.where(ParkingSpot.kind == kind)
@@ -515,6 +540,12 @@ CLOSE_TICKET = (
         duration_minutes=bindparam("minutes", type_=Integer()),
         permit_id=bindparam("permit", type_=Integer()),
     )
+    .execution_options(synchronize_session=False)
+)
+COMPLETE_RESERVATION = (
+    update(Reservation)
+    .where(Reservation.id == bindparam("reservation"), Reservation.status == "checked_in")
+    .values(status="completed")
     .execution_options(synchronize_session=False)
 )
 FREE_SPOT = (
@@ -551,6 +582,8 @@ def close_ticket(ticket, at: datetime) -> Charge | None:
     if closed.rowcount == 0:
         return None
     run(FREE_SPOT, {"spot": ticket.spot_id})
+    if ticket.reservation_id is not None:
+        run(COMPLETE_RESERVATION, {"reservation": ticket.reservation_id})
     events.emit_ticket("ticket.closed", ticket.id)  # the outbox, same transaction
     return due
 
@@ -599,6 +632,10 @@ CLOSABLE_TICKET = (
         Ticket.amount_paid,
         Ticket.amount_due,
         Ticket.permit_id,
+        Ticket.reservation_id,
+        Ticket.reserved_from,
+        Ticket.reserved_until,
+        Ticket.prepaid,
         Vehicle.plate_number,
         ParkingSpot.spot_number,
         ParkingLot.name.label("lot_name"),

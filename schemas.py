@@ -66,7 +66,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from billing import CURRENCIES
-from models import PAYMENT_METHODS, ROLES, SPOT_KINDS, SPOT_STATUSES
+from models import PAYMENT_METHODS, RESERVATION_STATUSES, ROLES, SPOT_KINDS, SPOT_STATUSES
 from validation import MAX_INT, ApiError
 
 # ---------------------------------------------------------------------------
@@ -81,6 +81,7 @@ MAX_SPOTS_PER_REQUEST = 2000
 MAX_RATE = 10_000_000  # 100,000.00 per hour in a two-decimal currency
 MAX_QUOTE_MINUTES = 366 * 24 * 60
 MAX_REPORT_DAYS = 366
+MAX_RESERVATION_MINUTES = 366 * 24 * 60
 REFRESH_TOKEN_MAX = 4096
 MAX_PAGE, MAX_PER_PAGE, DEFAULT_PER_PAGE = 1_000_000, 1000, 100
 
@@ -255,6 +256,28 @@ def Int(
 def Id(*, required: str | bool = False, example: Any = 1, description: str | None = None):
     """A row id in a body: an integer from 1 to the column's maximum."""
     return Int(1, MAX_INT, required=required, example=example, description=description)
+
+
+def Flag(*, default: bool | None = None, description: str | None = None):
+    """A JSON boolean (not 1, not "true"); absent or null is `default`."""
+
+    def check(value):
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise fail("{field} must be true or false")
+        return value
+
+    doc = {"type": "boolean"}
+    if default is not None:
+        doc["default"] = default
+    return _field(
+        bool if default is not None else bool | None,
+        check,
+        _doc(doc, None, description, nullable=default is None),
+        None,
+        default,
+    )
 
 
 def Choice(
@@ -676,6 +699,7 @@ PATH_IDS = {
     "device_id": "Gate device id",
     "permit_id": "Permit id",
     "webhook_id": "Webhook id",
+    "reservation_id": "Reservation id",
 }
 PATH_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_INT}
 
@@ -860,6 +884,36 @@ class LotFields(Body):
         example=15,
         description="Minutes to leave after paying at the gate, default 15",
     ) = None
+    # The reservation policy (frozen on each reservation when it is made).
+    reservation_max_days: Int(
+        1, 366, required=True, example=30, description="Longest reservation window, default 30"
+    ) = None
+    reservation_horizon_days: Int(
+        0, 3660, required=True, example=90, description="How far ahead one may reserve, default 90"
+    ) = None
+    cancel_free_minutes: Int(
+        0,
+        MAX_RESERVATION_MINUTES,
+        required=True,
+        example=60,
+        description="Free cancellation until this long before the window, default 60",
+    ) = None
+    late_cancel_fee: Int(
+        0,
+        MAX_RATE * 24 * 366,
+        example=5000,
+        description="Kept from a later cancellation; null (default): the full amount",
+    )
+    early_minutes: Int(
+        0, 1440, required=True, example=15, description="Check-in opens this early, default 15"
+    ) = None
+    no_show_minutes: Int(
+        0,
+        1440,
+        required=True,
+        example=30,
+        description="Not checked in this long after the start: a no-show, default 30",
+    ) = None
 
 
 LOT_FIELDS = frozenset(LotFields.model_fields)
@@ -886,6 +940,19 @@ class LotCreate(LotFields):
     spot_count: Int(0, MAX_SPOTS_PER_REQUEST, default=0, description="Default 0")
     spot_prefix: Str(PREFIX_MAX, description="Spots are <prefix>1..N")
     kind: Choice(SPOT_KINDS, default="standard", description="Kind of the created spots")
+    reservable_count: Int(
+        0,
+        MAX_SPOTS_PER_REQUEST,
+        default=0,
+        description="How many of the created spots (the last ones) host reservations only",
+    )
+
+    @field_validator("reservable_count")
+    @classmethod
+    def _at_most_spots(cls, count: int, info: ValidationInfo) -> int:
+        if count > (info.data.get("spot_count") or 0):
+            raise fail("reservable_count must not exceed spot_count")
+        return count
 
 
 class OneSpot(Body):
@@ -893,6 +960,7 @@ class OneSpot(Body):
 
     spot_number: Str(SPOT_NUMBER_MAX, required=True, example="A11")
     kind: Choice(SPOT_KINDS, default="standard", description="Default standard")
+    reservable: Flag(default=False, description="Hosts reservations only")
 
 
 class SpotBatch(Body):
@@ -901,6 +969,7 @@ class SpotBatch(Body):
     count: Int(1, MAX_SPOTS_PER_REQUEST, required=True, description="<prefix>1..count")
     prefix: Str(PREFIX_MAX)
     kind: Choice(SPOT_KINDS, default="standard", description="Default standard")
+    reservable: Flag(default=False, description="Hosts reservations only")
 
 
 def _spots_branch(data: Any) -> str | None:
@@ -936,6 +1005,7 @@ class SpotUpdate(Body):
     spot_number: Str(SPOT_NUMBER_MAX, required=True, example="A11") = None
     kind: Choice(SPOT_KINDS, description="Unchanged when null")
     status: Choice(("available", "out_of_service"), example="out_of_service")
+    reservable: Flag(description="Hosts reservations only; unchanged when null")
 
 
 class Tariff(Response):
@@ -959,6 +1029,17 @@ class Lot(Response):
     exit_grace_minutes: Annotated[int, Field(ge=0, le=1440)] = Field(
         description="Minutes to leave after paying at the gate"
     )
+    reservable_spots: Count = Field(description="Spots that host reservations only")
+    reservations: "ReservationPolicy"
+
+
+class ReservationPolicy(Response):
+    max_days: Annotated[int, Field(ge=1)]
+    horizon_days: Count
+    cancel_free_minutes: Count
+    late_cancel_fee: Amount | None = Field(description="null: the full amount")
+    early_minutes: Count
+    no_show_minutes: Count
 
 
 class SpotCounts(Response):
@@ -991,6 +1072,7 @@ class Spot(Response):
     lot: str = Field(description="Lot name")
     lot_id: RowId
     kind: SpotKind
+    reservable: bool = Field(description="Hosts reservations only")
 
 
 class QuoteQuery(Query):
@@ -1028,7 +1110,25 @@ class PermitItem(Response):
     amount: Literal[0]
 
 
-BreakdownItem = GraceItem | FullDayItem | RemainderItem | PermitItem
+class EarlyItem(Response):
+    """A reserved stay's minutes before its window (check-in opens early): free."""
+
+    period: Literal["early"]
+    minutes: Count
+    amount: Literal[0]
+
+
+class ReservationItem(Response):
+    """A reserved stay's minutes inside its window: paid at booking (`prepaid`).
+    Items after it bill the time after the window."""
+
+    period: Literal["reservation"]
+    minutes: Count
+    amount: Literal[0]
+    prepaid: Amount
+
+
+BreakdownItem = GraceItem | FullDayItem | RemainderItem | PermitItem | EarlyItem | ReservationItem
 
 
 class Quote(Response):
@@ -1080,6 +1180,11 @@ class ReportDay(Response):
     payments: PaymentsByMethod = Field(description="Payments recorded that day")
     outstanding: Amount = Field(description="What the tickets closed that day still owe")
     permit_sessions: Count = Field(description="Tickets closed that day a permit covered")
+    reservations_made: Count
+    reservation_revenue: Amount = Field(description="Amounts of the reservations made that day")
+    cancellations: Count
+    refunds: Amount = Field(description="Refunded for the cancellations that day")
+    no_shows: Count = Field(description="Reservations starting that day that were no-shows")
 
 
 class Occupancy(Response):
@@ -1096,6 +1201,11 @@ class ReportTotals(Response):
     payments: PaymentsByMethod
     outstanding: Amount
     permit_sessions: Count
+    reservations_made: Count
+    reservation_revenue: Amount
+    cancellations: Count
+    refunds: Amount
+    no_shows: Count
 
 
 class Report(Response):
@@ -1226,6 +1336,7 @@ class Ticket(Balance):
     duration_minutes: Minutes
     currency: CurrencyCode
     tariff: Tariff
+    reservation_id: RowId | None = Field(description="The reservation this stay was checked in for")
 
 
 class PaymentActor(Response):
@@ -1309,6 +1420,7 @@ class Entry(Response):
     check_in_local: LocalTimestamp
     currency: CurrencyCode
     tariff: Tariff
+    reservation_id: RowId | None = Field(description="The plate's reservation, checked in")
 
 
 class ExitCreate(Body):
@@ -1707,3 +1819,148 @@ class LotAvailability(Response):
     reservable_available: Count
     status: Literal["FULL", "SPACES_AVAILABLE", "CLOSED"]
     updated_at: Timestamp
+
+
+# ===========================================================================
+# Reservations
+# ===========================================================================
+
+
+class AvailabilityQuery(Query):
+    start: QueryInstant(
+        example="2027-01-15T10:00:00+03:00", description="Window start, with a UTC offset"
+    )
+    end: QueryInstant(example="2027-01-15T12:00:00+03:00", description="Window end (exclusive)")
+    kind: QueryChoice(SPOT_KINDS, default="standard", description="Spot kind, default standard")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.start is None or self.end is None:
+            raise ApiError(400, "start and end are required")
+        if self.end <= self.start:
+            raise ApiError(400, "end must be after start")
+        return self
+
+
+class Availability(Response):
+    start: Timestamp
+    end: Timestamp
+    kind: SpotKind
+    reservable_total: Count = Field(description="Reservable spots of the kind, in service")
+    available: Count = Field(description="Of those, free for the whole window")
+    amount: Amount = Field(description="The window's price under the lot's tariff")
+    currency: CurrencyCode
+
+
+class ReservationCreate(Body):
+    model_config = example(
+        {
+            "lot_id": 1,
+            "vehicle_id": 1,
+            "start": "2027-01-15T10:00:00+03:00",
+            "end": "2027-01-15T12:00:00+03:00",
+            "kind": "standard",
+            "expected_amount": 40000,
+        }
+    )
+    _ids = requires(
+        "lot_id",
+        "vehicle_id",
+        "start",
+        "end",
+        message="lot_id, vehicle_id, start and end are required",
+    )
+
+    lot_id: Id(required=True)
+    vehicle_id: Id(required=True)
+    start: Instant(example="2027-01-15T10:00:00+03:00")
+    end: Instant(example="2027-01-15T12:00:00+03:00", description="Exclusive")
+    kind: Choice(SPOT_KINDS, default="standard", description="Spot kind, default standard")
+    expected_amount: Int(
+        0,
+        MAX_AMOUNT,
+        example=40000,
+        description="The price the driver saw: a different price is 409 Price changed",
+    )
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise fail("end must be after start")
+        return end
+
+
+ReservationStatus = Literal[RESERVATION_STATUSES]
+
+
+class Reservation(Response):
+    id: RowId
+    lot_id: RowId
+    lot: str
+    vehicle_id: RowId
+    plate_number: str
+    user_id: RowId
+    spot_id: RowId
+    spot_number: str
+    kind: SpotKind
+    start: Timestamp
+    end: Timestamp
+    start_local: LocalTimestamp
+    end_local: LocalTimestamp
+    status: ReservationStatus = Field(
+        description="A confirmed one not checked in by `no_show_at` shows as no_show"
+    )
+    amount: Amount = Field(description="Paid at booking; covers the whole window")
+    currency: CurrencyCode
+    cancel_free_until: Timestamp
+    late_cancel_fee: Amount = Field(description="Kept from a cancellation after cancel_free_until")
+    check_in_from: Timestamp
+    no_show_at: Timestamp
+    ticket_id: RowId | None
+    refund: Amount | None
+    created_at: Timestamp
+    cancelled_at: Timestamp | None
+
+
+class ReservationList(Query):
+    all: QueryBool(default=False, description="Admins: everyone's reservations")
+    status: QueryChoice(RESERVATION_STATUSES, description="Only this status")
+    lot_id: QueryInt(1, MAX_INT, description="Only this lot")
+    from_: QueryInstant(
+        example="2027-01-01T00:00:00Z", description="Windows ending after this moment"
+    ) = Field(alias="from")
+    to: QueryInstant(example="2027-02-01T00:00:00Z", description="Windows starting before this")
+    page: Page
+    per_page: PerPage
+    cursor: Cursor
+
+
+class ReservationCancelled(Reservation):
+    message: str
+
+
+class ReservationCheckedIn(Response):
+    message: str
+    reservation: Reservation
+    ticket_id: RowId
+    spot_id: RowId
+    spot_number: str
+    lot: str
+    lot_id: RowId
+    check_in: Timestamp
+    check_in_local: LocalTimestamp
+    currency: CurrencyCode
+    tariff: Tariff
+
+
+class PriceChanged(Response):
+    error: Literal["Price changed"]
+    amount: Amount
+
+
+class CheckInWindow(Response):
+    error: str
+    check_in_from: Timestamp
+    check_in_until: Timestamp

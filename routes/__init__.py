@@ -37,6 +37,7 @@ from routes import (  # noqa: F401  (each registers its views)
     health,
     lots,
     permits,
+    reservations,
     spots,
     staff,
     tickets,

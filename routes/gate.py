@@ -14,6 +14,7 @@ ticket's row, so concurrent payments never pay more than the balance.
 """
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, select
 
@@ -22,6 +23,7 @@ import schemas
 from billing import tariff_to_dict
 from endpoints import GATE, endpoint
 from models import ParkingSpot, Ticket, Vehicle, db, plate_key
+from routes import reservations
 from routes.common import active_lot, api, iso, now, run
 from validation import ApiError
 
@@ -29,7 +31,7 @@ PAYMENT_REQUIRED = "Payment required"
 NO_SESSION = "No open session for this plate"
 
 # A spot of this lot that a walk-in may be given (free, the lot active).
-CHOSEN_SPOT = select(ParkingSpot.spot_number, ParkingSpot.status).where(
+CHOSEN_SPOT = select(ParkingSpot.spot_number, ParkingSpot.status, ParkingSpot.reservable).where(
     ParkingSpot.id == bindparam("spot"), ParkingSpot.lot_id == bindparam("lot")
 )
 
@@ -60,32 +62,45 @@ def create_entry(lot_id, body: schemas.EntryCreate):
     at = now()
     if body.spot_id is not None:
         spot = run(CHOSEN_SPOT, {"spot": body.spot_id, "lot": lot_id}).first()
-        if spot is None or spot.status != "available":
+        if spot is None or spot.status != "available" or spot.reservable:
             raise ApiError(400, "Spot unavailable")
         parking.take_spot(body.spot_id)
         spot_id, spot_number = body.spot_id, spot.spot_number
     else:
         if run(parking.CAR_PARKED, {"key": car.plate_key, "vehicle": car.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")  # before "No spots available"
+        reserved = reservations.due_for_check_in(lot, car.plate_key, at)
+        if reserved is not None:  # the plate's reservation here: check it in
+            ticket, spot_number = reservations.check_in(reserved, lot, car, at)
+            parking.audit(
+                actor, "entry", lot_id=lot_id, ticket_id=ticket["id"], plate=car.plate_number
+            )
+            db.session.commit()
+            return entry_answer(ticket, car, lot, spot_number, at), 201
         spot_id, spot_number = parking.pick_spot(lot_id, body.kind)
     ticket = parking.insert_ticket(car, spot_id, lot_id, lot, at)
     parking.audit(actor, "entry", lot_id=lot_id, ticket_id=ticket["id"], plate=car.plate_number)
     db.session.commit()
+    return entry_answer(ticket, car, lot, spot_number, at), 201
+
+
+def entry_answer(ticket: dict, car: parking.Car, lot, spot_number: str, at) -> dict:
     return {
         "message": "Vehicle entered",
         "ticket_id": ticket["id"],
         "plate_number": car.plate_number,
         "vehicle_id": car.vehicle_id,
         "user_id": car.user_id,
-        "spot_id": spot_id,
+        "spot_id": ticket["spot_id"],
         "spot_number": spot_number,
-        "lot_id": lot_id,
+        "lot_id": lot.id,
         "lot": lot.name,
         "check_in": iso(at),
         "check_in_local": parking.local_iso(at, lot.timezone),
-        "currency": lot.currency,
-        "tariff": tariff_to_dict(lot),
-    }, 201
+        "currency": ticket["currency"],
+        "tariff": tariff_to_dict(SimpleNamespace(**ticket)),
+        "reservation_id": ticket.get("reservation_id"),
+    }
 
 
 # The plate's latest ticket at this lot, its lot and ticket rows locked

@@ -8,11 +8,13 @@ from functools import cache
 from flask import Response, current_app, jsonify
 from sqlalchemy import (
     Date,
+    and_,
     bindparam,
     case,
     exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -28,6 +30,7 @@ from models import (
     LotDay,
     ParkingLot,
     ParkingSpot,
+    Reservation,
     Ticket,
     db,
 )
@@ -55,6 +58,13 @@ def lot_dict(
     grace,
     daily_max,
     exit_grace,
+    reservable,
+    max_days,
+    horizon_days,
+    cancel_free,
+    late_cancel_fee,
+    early,
+    no_show,
 ) -> dict:
     """A lot's JSON from its values, in lot_list()'s column order (the list
     unpacks a hundred plain rows into it)."""
@@ -73,10 +83,37 @@ def lot_dict(
             "daily_max": daily_max,
         },
         "exit_grace_minutes": exit_grace,
+        "reservable_spots": reservable,
+        "reservations": {
+            "max_days": max_days,
+            "horizon_days": horizon_days,
+            "cancel_free_minutes": cancel_free,
+            "late_cancel_fee": late_cancel_fee,
+            "early_minutes": early,
+            "no_show_minutes": no_show,
+        },
     }
 
 
-def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
+POLICY_COLUMNS = (
+    "reservation_max_days",
+    "reservation_horizon_days",
+    "cancel_free_minutes",
+    "late_cancel_fee",
+    "early_minutes",
+    "no_show_minutes",
+)
+# A lot's reservable spots: an index-only count on the partial index
+# ix_parking_spots_reservable, as many entries as the lot has such spots.
+RESERVABLE_COUNT = (
+    select(func.count())
+    .where(ParkingSpot.lot_id == ParkingLot.id, ParkingSpot.reservable)
+    .correlate(ParkingLot)
+    .scalar_subquery()
+)
+
+
+def lot_to_dict(lot: ParkingLot, total: int, available: int, reservable: int) -> dict:
     return lot_dict(
         lot.id,
         lot.name,
@@ -87,6 +124,8 @@ def lot_to_dict(lot: ParkingLot, total: int, available: int) -> dict:
         lot.currency,
         *(getattr(lot, name) for name in TARIFF_COLUMNS),
         lot.exit_grace_minutes,
+        reservable,
+        *(getattr(lot, name) for name in POLICY_COLUMNS),
     )
 
 
@@ -100,7 +139,14 @@ def spot_rows(lot_id: int, numbers: list[str], kind: str) -> list[dict]:
     if len(set(numbers)) != len(numbers):
         raise ApiError(409, "Spot number already exists in this lot")
     return [
-        {"lot_id": lot_id, "spot_number": n, "kind": kind, "status": "available"} for n in numbers
+        {
+            "lot_id": lot_id,
+            "spot_number": n,
+            "kind": kind,
+            "status": "available",
+            "reservable": False,
+        }
+        for n in numbers
     ]
 
 
@@ -118,13 +164,15 @@ def insert_spots(rows: list[dict]) -> None:
             raise ApiError(409, "Spot number already exists in this lot") from None
 
 
-def lot_counts(lot_id: int) -> tuple[int, int]:
-    total, available = db.session.execute(
+def lot_counts(lot_id: int) -> tuple[int, int, int]:
+    total, available, reservable = db.session.execute(
         select(
-            func.count(ParkingSpot.id), func.count(case((ParkingSpot.status == "available", 1)))
+            func.count(ParkingSpot.id),
+            func.count(case((ParkingSpot.status == "available", 1))),
+            func.count(case((ParkingSpot.reservable, 1))),
         ).where(ParkingSpot.lot_id == lot_id)
     ).one()
-    return total, available
+    return total, available, reservable
 
 
 @cache
@@ -144,6 +192,8 @@ def lot_list() -> PageQuery:
         ParkingLot.grace_minutes,
         ParkingLot.daily_max,
         ParkingLot.exit_grace_minutes,
+        RESERVABLE_COUNT,
+        *(getattr(ParkingLot, name) for name in POLICY_COLUMNS),
     ).where(ParkingLot.archived_at.is_(None))
     return PageQuery(stmt, ParkingLot.id, plain=True, count_in_page=True)
 
@@ -178,13 +228,16 @@ def create_lot(body: schemas.LotCreate):
     numbers = spot_numbers(body.spot_prefix, body.spot_count)
     db.session.add(lot)
     db.session.flush()
-    insert_spots(spot_rows(lot.id, numbers, body.kind))
+    rows = spot_rows(lot.id, numbers, body.kind)
+    for row in rows[len(rows) - body.reservable_count :] if body.reservable_count else ():
+        row["reservable"] = True
+    insert_spots(rows)
     parking.audit(parking.current_actor(), "lot.create", lot_id=lot.id, detail=lot.name)
     db.session.commit()
     return {
         "message": "Parking lot created",
         "lot_id": lot.id,
-        "lot": lot_to_dict(lot, len(numbers), len(numbers)),
+        "lot": lot_to_dict(lot, len(numbers), len(numbers), body.reservable_count),
     }, 201
 
 
@@ -199,20 +252,22 @@ def create_lot(body: schemas.LotCreate):
 def get_lot(lot_id):
     lot = active_lot(lot_id)
     rows = db.session.execute(
-        select(ParkingSpot.kind, ParkingSpot.status, func.count())
+        select(ParkingSpot.kind, ParkingSpot.status, ParkingSpot.reservable, func.count())
         .where(ParkingSpot.lot_id == lot_id)
-        .group_by(ParkingSpot.kind, ParkingSpot.status)
+        .group_by(ParkingSpot.kind, ParkingSpot.status, ParkingSpot.reservable)
     ).all()
     counts = dict.fromkeys(SPOT_STATUSES, 0)
     kinds: dict[str, dict] = {}
-    for kind, status, n in rows:
+    reservable = 0
+    for kind, status, is_reservable, n in rows:
         counts[status] += n
         per_kind = kinds.setdefault(kind, {"total": 0, **dict.fromkeys(SPOT_STATUSES, 0)})
         per_kind["total"] += n
         per_kind[status] += n
+        reservable += n if is_reservable else 0
     total = sum(counts.values())
     return {
-        **lot_to_dict(lot, total, counts["available"]),
+        **lot_to_dict(lot, total, counts["available"], reservable),
         "counts": {"total": total, **counts},
         "kinds": kinds,
     }
@@ -298,7 +353,10 @@ def create_spots(lot_id, body: schemas.SpotsCreate):
         numbers = spot_numbers(spots.prefix, spots.count)
     kind = spots.kind
     # A batch's numbers fit the column: a 16-character prefix plus at most 4 digits.
-    insert_spots(spot_rows(lot_id, numbers, kind))
+    rows = spot_rows(lot_id, numbers, kind)
+    for row in rows:
+        row["reservable"] = spots.reservable
+    insert_spots(rows)
     parking.audit(
         parking.current_actor(), "spots.create", lot_id=lot_id, detail=f"{len(numbers)} {kind}"
     )
@@ -334,6 +392,13 @@ def quote(lot_id, query: schemas.QuoteQuery):
     }
 
 
+RESERVATION_COLUMNS = (
+    "reservations_made",
+    "reservation_revenue",
+    "cancellations",
+    "refunds",
+    "no_shows",
+)
 REPORT_COLUMNS = (
     "date",
     "tickets_started",
@@ -343,6 +408,7 @@ REPORT_COLUMNS = (
     *(f"paid_{method}" for method in PAYMENT_METHODS),
     "outstanding",
     "permit_sessions",
+    *RESERVATION_COLUMNS,
 )
 # The lot's days in the range: one row per day that had anything, kept by
 # triggers in the writing transactions (models.LotDay, migration 0009).
@@ -355,6 +421,47 @@ REPORT_DAYS = (
     )
     .order_by(LotDay.day)
 )
+
+
+# The lot's reservations per local day in the range: made (and their
+# amounts), cancelled (and the refunds), and no-shows by the window's start
+# day (a confirmed one past its no_show_at counts, recorded or not). Each
+# reads only the range's rows, on the (lot_id, <day>) indexes.
+def reservation_days(lot_id: int, first, last, at) -> dict:
+    per_day: dict = {}
+
+    def add(stmt, *names):
+        for day, *values in db.session.execute(stmt):
+            row = per_day.setdefault(day, dict.fromkeys(RESERVATION_COLUMNS, 0))
+            for name, value in zip(names, values, strict=True):
+                row[name] = int(value or 0)
+
+    mine = Reservation.lot_id == lot_id
+    add(
+        select(Reservation.created_day, func.count(), func.sum(Reservation.amount))
+        .where(mine, Reservation.created_day.between(first, last))
+        .group_by(Reservation.created_day),
+        "reservations_made",
+        "reservation_revenue",
+    )
+    add(
+        select(Reservation.cancelled_day, func.count(), func.sum(Reservation.refund))
+        .where(mine, Reservation.cancelled_day.between(first, last))
+        .group_by(Reservation.cancelled_day),
+        "cancellations",
+        "refunds",
+    )
+    no_show = or_(
+        Reservation.status == "no_show",
+        and_(Reservation.status == "confirmed", Reservation.no_show_at <= at),
+    )
+    add(
+        select(Reservation.start_day, func.count())
+        .where(mine, Reservation.start_day.between(first, last), no_show)
+        .group_by(Reservation.start_day),
+        "no_shows",
+    )
+    return per_day
 
 
 # The lot (archived ones too: their history stays reportable) and its occupancy now.
@@ -405,9 +512,12 @@ def lot_report(lot_id, query: schemas.ReportQuery):
             "payments": dict.fromkeys(PAYMENT_METHODS, 0),
             "outstanding": 0,
             "permit_sessions": 0,
+            **dict.fromkeys(RESERVATION_COLUMNS, 0),
         }
         for day in days
     ]
+    for day, counted in reservation_days(lot_id, start, end, now()).items():
+        rows[(day - start).days].update(counted)
     for kept in db.session.scalars(REPORT_DAYS, {"lot_id": lot_id, "first": start, "last": end}):
         row = rows[(kept.day - start).days]
         row.update(
@@ -460,5 +570,6 @@ def lot_report(lot_id, query: schemas.ReportQuery):
             },
             "outstanding": sum(r["outstanding"] for r in rows),
             "permit_sessions": sum(r["permit_sessions"] for r in rows),
+            **{name: sum(r[name] for r in rows) for name in RESERVATION_COLUMNS},
         },
     }

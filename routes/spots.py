@@ -5,6 +5,7 @@ from functools import cache
 from flask import jsonify
 from sqlalchemy import (
     bindparam,
+    exists,
     func,
     select,
     update,
@@ -14,13 +15,15 @@ import parking
 import schemas
 from endpoints import ADMIN, endpoint
 from models import (
+    ACTIVE_RESERVATION,
     ParkingLot,
     ParkingSpot,
+    Reservation,
     db,
 )
 from pagination import PageQuery, paginate
 from replica import replica_reads
-from routes.common import active_lot, api, commit_or, run
+from routes.common import active_lot, api, commit_or, now, run
 from validation import ApiError
 
 # ===========================================================================
@@ -28,7 +31,7 @@ from validation import ApiError
 # ===========================================================================
 
 
-def spot_dict(id_, number, status, kind, lot_id, lot_name) -> dict:
+def spot_dict(id_, number, status, kind, lot_id, lot_name, reservable) -> dict:
     """A spot's JSON from its values, in spot_search()'s column order."""
     return {
         "id": id_,
@@ -37,11 +40,14 @@ def spot_dict(id_, number, status, kind, lot_id, lot_name) -> dict:
         "lot": lot_name,
         "lot_id": lot_id,
         "kind": kind,
+        "reservable": reservable,
     }
 
 
 def spot_to_dict(spot: ParkingSpot, lot_name: str) -> dict:
-    return spot_dict(spot.id, spot.spot_number, spot.status, spot.kind, spot.lot_id, lot_name)
+    return spot_dict(
+        spot.id, spot.spot_number, spot.status, spot.kind, spot.lot_id, lot_name, spot.reservable
+    )
 
 
 def spots_query():
@@ -64,6 +70,7 @@ def spot_search(by_lot: bool, by_status: bool, by_kind: bool) -> PageQuery:
             ParkingSpot.kind,
             ParkingSpot.lot_id,
             ParkingLot.name,
+            ParkingSpot.reservable,
         )
         .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
         .where(ParkingLot.archived_at.is_(None))
@@ -143,6 +150,18 @@ def update_spot(spot_id, body: schemas.SpotUpdate):
         spot.spot_number = body.spot_number
     if body.kind is not None:
         spot.kind = body.kind
+    if body.reservable is False and spot.reservable:
+        active_lot(spot.lot_id, lock=True)  # bookings of the lot wait, and see the change
+        held = select(Reservation.id).where(
+            Reservation.spot_id == spot_id,
+            Reservation.status.in_(ACTIVE_RESERVATION),
+            Reservation.end_at > now(),
+        )
+        if db.session.scalar(select(exists(held))):
+            db.session.rollback()
+            raise ApiError(409, "Spot has active reservations")
+    if body.reservable is not None:
+        spot.reservable = body.reservable
     status = body.status
     changed = ", ".join(sorted(body.model_fields_set))
     parking.audit(

@@ -43,6 +43,7 @@ def ticket_to_dict(row, at, permits: parking.Permits) -> dict:
         **due.to_dict(),
         "currency": ticket.currency,
         "tariff": tariff_to_dict(ticket),
+        "reservation_id": ticket.reservation_id,
     }
 
 
@@ -88,6 +89,7 @@ BOOKABLE_SPOT = (
     select(
         ParkingSpot.spot_number,
         ParkingSpot.status,
+        ParkingSpot.reservable,
         ParkingLot.id.label("lot_id"),
         ParkingLot.name.label("lot_name"),
         ParkingLot.currency,
@@ -128,8 +130,8 @@ def create_ticket(body: schemas.TicketCreate):
     if body.parking_spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
         spot = run(BOOKABLE_SPOT, {**params, "spot": body.parking_spot_id}).first()
-        if spot is None or spot.status != "available":
-            raise ApiError(400, "Spot unavailable")
+        if spot is None or spot.status != "available" or spot.reservable:
+            raise ApiError(400, "Spot unavailable")  # reservable spots: reservations only
         if spot.plate_key is None:
             raise ApiError(400, "Vehicle not found")
         car = parking.Car(body.vehicle_id, current_user.id, "", spot.plate_key)

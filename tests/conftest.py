@@ -49,6 +49,7 @@ TABLES = (
     "idempotency_keys",
     "audit_log",
     "payments",
+    "reservations",  # after payments (their refunds), before tickets (its ticket)
     "permit_lots",
     "permit_plates",
     "revoked_tokens",
