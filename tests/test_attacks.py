@@ -26,6 +26,7 @@ from models import (
     ParkingLot,
     ParkingSpot,
     Permit,
+    Reservation,
     RevokedToken,
     Ticket,
     User,
@@ -137,6 +138,31 @@ def world(app, client, clock, make_user, make_lot, make_vehicle):
         db.session.add(hook)
         db.session.commit()
         ids["webhook"] = hook.id
+    # Reservations: Lot R's three spots host them; each user holds one that
+    # starts ten minutes from the clock's now (check-in is open).
+    rlot = make_lot(name="Lot R", spots=3, prefix="R", hourly_rate=10_000)
+    ids["rlot"] = rlot["id"]
+    with app.app_context():
+        for spot_id in rlot["spot_ids"]:
+            db.session.get(ParkingSpot, spot_id).reservable = True
+        db.session.commit()
+    for owner, vehicle in (
+        ("admin", ids.admin_spare_vehicle),
+        ("victim", ids.victim_spare_vehicle),
+        ("attacker", ids.attacker_vehicle),
+    ):
+        reserved = client.post(
+            "/api/reservations",
+            json={
+                "lot_id": ids.rlot,
+                "vehicle_id": vehicle,
+                "start": "2026-01-15T08:10:00Z",
+                "end": "2026-01-15T09:10:00Z",
+            },
+            headers=bearer(api_token(app, ids[owner])),
+        )
+        assert reserved.status_code == 201, reserved.get_json()
+        ids[f"{owner}_reservation"] = reserved.get_json()["id"]
     return ids
 
 
@@ -155,6 +181,7 @@ def path_for(rule: str, world: World, user: str, overrides: dict | None = None) 
         "permit_id": world.permit,
         "filename": "app.js",
         "webhook_id": world.webhook,
+        "reservation_id": world.get(f"{user}_reservation", 1),
         **(overrides or {}),
     }
     return PATH_ARG.sub(lambda m: str(values.get(m.group(2), 1)), rule)
@@ -238,6 +265,15 @@ BODIES = {
     ],
     ("PATCH", "/api/users/<int:user_id>"): [lambda app, w, n: {"role": "driver"}],
     ("POST", "/api/parking-lots/<int:lot_id>/devices"): [lambda app, w, n: {"name": f"Gate {n}"}],
+    ("POST", "/api/reservations"): [
+        lambda app, w, n: {
+            "lot_id": w.rlot,
+            "vehicle_id": w.admin_spare_vehicle,
+            "start": f"2026-01-{16 + n % 40 // 20:02}T{n % 20:02}:00:00Z",
+            "end": f"2026-01-{16 + n % 40 // 20:02}T{n % 20:02}:30:00Z",
+            "kind": "standard",
+        }
+    ],
     ("POST", "/api/permits"): [
         lambda app, w, n: {
             "plate_numbers": [f"KPP {n:03}P"],
@@ -253,6 +289,8 @@ NO_BODY = {
     ("PATCH", "/api/checkout/<int:ticket_id>"),
     ("POST", "/api/token/refresh"),
     ("POST", "/api/webhooks/<int:webhook_id>/test"),
+    ("POST", "/api/reservations/<int:reservation_id>/cancel"),
+    ("POST", "/api/reservations/<int:reservation_id>/check-in"),
 }
 # Routes that take a refresh token instead of an access token.
 REFRESH_ROUTES = {("POST", "/api/token/refresh")}
@@ -261,6 +299,10 @@ QUERIES = {
     ("GET", "/api/parking-lots/<int:lot_id>/quote"): {"minutes": "90"},
     ("GET", "/api/parking-lots/<int:lot_id>/report"): {"from": "2026-01-01", "to": "2026-01-31"},
     ("GET", "/api/parking-lots/<int:lot_id>/check"): {"plate": "KVV 001V"},
+    ("GET", "/api/parking-lots/<int:lot_id>/availability"): {
+        "start": "2026-01-16T10:00:00Z",
+        "end": "2026-01-16T12:00:00Z",
+    },
 }
 QUERY_PARAMS = (
     "page",
@@ -630,6 +672,10 @@ OBJECT_ROUTES = {
     ("DELETE", "/api/webhooks/<int:webhook_id>"): (403, "Admin privileges required"),
     ("POST", "/api/webhooks/<int:webhook_id>/test"): (403, "Admin privileges required"),
     ("GET", "/api/webhooks/<int:webhook_id>/deliveries"): (403, "Admin privileges required"),
+    ("GET", "/api/parking-lots/<int:lot_id>/availability"): None,
+    ("GET", "/api/reservations/<int:reservation_id>"): (404, "Reservation not found"),
+    ("POST", "/api/reservations/<int:reservation_id>/cancel"): (404, "Reservation not found"),
+    ("POST", "/api/reservations/<int:reservation_id>/check-in"): (404, "Reservation not found"),
 }
 ID_ROUTES = [route for route in ROUTES if "<int:" in route[1]]
 
@@ -983,6 +1029,23 @@ def _check_permit_created(app, w, body):
     assert permit.valid_from == datetime(2025, 12, 31, 21, 0, tzinfo=UTC)
 
 
+def _check_reservation_created(app, w, body):
+    reservation = get(app, Reservation, body["id"])
+    assert reservation.id != 999_999 and reservation.user_id == w.admin
+    assert (reservation.status, reservation.currency) == ("confirmed", "KES")
+    assert reservation.lot_id == w.rlot and reservation.spot_id != w.spots[9]
+
+
+def _check_reservation_cancelled(app, w, body):
+    reservation = get(app, Reservation, w.admin_reservation)
+    assert reservation.status == "cancelled" and reservation.refund == 0
+
+
+def _check_reservation_checked_in(app, w, body):
+    reservation = get(app, Reservation, w.admin_reservation)
+    assert reservation.status == "checked_in" and reservation.ticket_id == body["ticket_id"]
+
+
 MASS_ASSIGNMENT = {
     ("POST", "/api/register"): ("nobody", _check_register),
     ("POST", "/api/login"): ("nobody", _check_login),
@@ -1003,6 +1066,15 @@ MASS_ASSIGNMENT = {
     ("PATCH", "/api/users/<int:user_id>"): ("admin", _check_user_updated),
     ("POST", "/api/parking-lots/<int:lot_id>/devices"): ("admin", _check_device_created),
     ("POST", "/api/permits"): ("admin", _check_permit_created),
+    ("POST", "/api/reservations"): ("admin", _check_reservation_created),
+    ("POST", "/api/reservations/<int:reservation_id>/cancel"): (
+        "admin",
+        _check_reservation_cancelled,
+    ),
+    ("POST", "/api/reservations/<int:reservation_id>/check-in"): (
+        "admin",
+        _check_reservation_checked_in,
+    ),
     ("POST", "/api/webhooks"): ("admin", _check_webhook_created),
     ("POST", "/api/webhooks/<int:webhook_id>/test"): ("admin", _check_ping),
 }
