@@ -94,5 +94,7 @@ T=$(echo "$PAIR" | field token)
 REFRESH=$(echo "$PAIR" | field refresh_token)
 api -X POST "$B/logout" -H "Authorization: Bearer $T" -d "{\"refresh_token\": \"$REFRESH\"}" | check 200
 api "$B/me" -H "Authorization: Bearer $T" | check 401
+# The new password works (the README's reference sections start from here).
+T=$(api -X POST "$B/login" -d "{\"email\": \"$EMAIL\", \"password\": \"a-better-passphrase\"}" | check 200 | field token)
 
 echo "tour passed"

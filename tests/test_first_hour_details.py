@@ -7,8 +7,10 @@ bearer token answers 401 "Invalid token" without the decoder's internals.
 (A driver's `?all=true` is refused in tests/test_tickets_list.py.)
 """
 
+import re
 import sqlite3
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -157,3 +159,25 @@ def test_a_token_of_the_wrong_kind_still_says_which(client, driver, login):
 
     assert response.status_code == 401
     assert response.get_json() == {"error": "Invalid token: Only refresh tokens are allowed"}
+
+
+# ---------------------------------------------------------------------------
+# The README's tour is docs/tour.sh (which CI runs against live servers)
+# ---------------------------------------------------------------------------
+
+
+def test_every_command_of_the_readme_tour_is_in_docs_tour_sh():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    tour = {line.strip() for line in (root / "docs" / "tour.sh").read_text().splitlines()}
+    section = readme.split("## Using the API", 1)[1].split("That is the whole tour", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    commands = [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+    assert len(commands) > 40
+    assert [line for line in commands if line not in tour] == []
