@@ -144,6 +144,9 @@ def register_extensions(app: Flask) -> None:
     replica.init_app(app)
     migrate.init_app(app, db, directory="migrations", compare_type=True, render_as_batch=True)
     jwt.init_app(app)
+    # Flask runs after_request hooks in reverse order of registration: this
+    # one, registered first, sees the limiter's headers.
+    app.after_request(retry_after_only_when_refused)
     limiter.init_app(app)
     CORS(
         app,
@@ -229,6 +232,29 @@ def enforce_sqlite_foreign_keys(dbapi_connection, _record) -> None:
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
+def retry_after_only_when_refused(response):
+    """`Retry-After` asks a client to come back later: only a 429 (rate limit)
+    or a 503 (database fault) means that. Flask-Limiter adds its window's reset
+    as `Retry-After` to every answer of a limited route, and on a 503 raises
+    the database's 2 seconds to that reset (up to a minute); both are undone
+    here."""
+    if response.status_code == 503:
+        response.headers["Retry-After"] = str(database.RETRY_AFTER_SECONDS)
+    elif response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+# Token errors whose detail a client can act on: the wrong kind of token, a
+# malformed header. Every other detail comes from the decoder and names its
+# internals (codecs, padding, segments): those answer "Invalid token" alone.
+TOKEN_ERRORS_SHOWN = (
+    "Only refresh tokens are allowed",
+    "Only non-refresh tokens are allowed",
+    "Bad Authorization header",
+)
+
+
 def register_jwt_callbacks(app: Flask) -> None:
     """Every JWT failure answers 401 `{"error": ...}`; authorization re-reads the user row."""
 
@@ -269,7 +295,9 @@ def register_jwt_callbacks(app: Flask) -> None:
 
     @jwt.invalid_token_loader
     def invalid_token(message):
-        return error_response(401, f"Invalid token: {message}")
+        if message.startswith(TOKEN_ERRORS_SHOWN):
+            return error_response(401, f"Invalid token: {message}")
+        return error_response(401, "Invalid token")
 
     @jwt.expired_token_loader
     def expired_token(_header, _payload):

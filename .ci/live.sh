@@ -2,7 +2,8 @@
 # Live checks against the real server, as its clients meet it:
 #   a throwaway PostgreSQL database, migrated and seeded; gunicorn on a free
 #   local port; the Postman collection run by newman (any failed assertion
-#   fails); headless Chromium opening /api/docs (.ci/browser_test.py).
+#   fails); the README's tour (docs/tour.sh); headless Chromium opening
+#   /api/docs (.ci/browser_test.py).
 # The server is stopped and the database dropped on every exit.
 #
 # Usage: bash .ci/live.sh [VENV]   (VENV defaults to .venv, with requirements installed)
@@ -93,6 +94,11 @@ node_modules/.bin/newman run Parking_Lot_API_Collection.json \
     --env-var "base_url=$BASE/api" \
     --reporters cli --color off --disable-unicode \
     --timeout 120000 --timeout-request 15000
+
+echo "== live: the README's tour (docs/tour.sh) (${SECONDS}s)"
+BASE_URL="$BASE/api" timeout 120 bash docs/tour.sh >"$WORK/tour.log" 2>&1 ||
+    { cat "$WORK/tour.log" >&2; exit 1; }
+tail -n 1 "$WORK/tour.log"
 
 echo "== live: browser (headless Chromium opens /api/docs) (${SECONDS}s)"
 timeout 180 "$PY" .ci/browser_test.py "$BASE"
