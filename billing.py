@@ -79,7 +79,9 @@ def fee_for(stay: timedelta, tariff: Tariff) -> tuple[int, list[dict]]:
     """The amount owed for a stay, and a breakdown a receipt can show."""
     micros = stay // timedelta(microseconds=1)
     if micros <= tariff.grace_minutes * MICROS_PER_MINUTE:
-        return 0, [{"period": "grace", "minutes": micros // MICROS_PER_MINUTE, "amount": 0}]
+        # Started minutes, as the receipt's duration_minutes counts them.
+        minutes = -(-micros // MICROS_PER_MINUTE)
+        return 0, [{"period": "grace", "minutes": minutes, "amount": 0}]
     full_days, remainder = divmod(micros, MICROS_PER_DAY)
     breakdown = []
     total = 0

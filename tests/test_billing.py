@@ -47,6 +47,9 @@ def test_exactly_at_grace_is_free():
     total, breakdown = fee_for(15 * M, Tariff(hourly_rate=10000, grace_minutes=15))
     assert total == 0
     assert breakdown == [{"period": "grace", "minutes": 15, "amount": 0}]
+    # A part of a minute counts as a started minute, as the receipt's duration does.
+    one_second = fee_for(timedelta(seconds=1), Tariff(hourly_rate=10000, grace_minutes=15))
+    assert one_second == (0, [{"period": "grace", "minutes": 1, "amount": 0}])
 
 
 def test_one_second_past_grace_pays_from_check_in():
