@@ -27,6 +27,7 @@ SLICE=(
     tests/test_idempotency.py         # keys claimed and answered in short transactions
     tests/test_webhooks.py            # the outbox and workers taking deliveries with SKIP LOCKED
     tests/test_availability.py        # the feed while cars come and go
+    tests/test_reservation_concurrency.py  # racing bookings, back-to-back windows, exclusion constraints
     tests/test_gate.py                # entries, exits, payments, devices: row locks in short transactions
     tests/test_gate_concurrency.py    # simultaneous entries, exits and payments at one gate
     tests/test_faults.py              # lock and statement timeouts (SET LOCAL), terminated backends, a silent server
