@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from models import ParkingSpot, Payment, Reservation, Ticket, db
+from models import Event, ParkingSpot, Payment, Reservation, Ticket, db
 
 RATE = 12_000  # minor units per hour
 TOMORROW_10 = "2026-01-16T10:00:00+00:00"
@@ -703,3 +703,23 @@ def test_exact_datetimes_round_trip(clock, rlot, booker):
         lot["id"], start=start.isoformat(), end=(start + timedelta(hours=1)).isoformat()
     )
     assert answer.get_json()["start"] == start.isoformat()
+
+
+def test_bookings_cancellations_and_no_shows_are_events(app, client, clock, rlot, booker, runner):
+    lot = rlot()
+    kept = booker(lot["id"]).get_json()
+    dropped = booker(lot["id"], start=TOMORROW_12, end=TOMORROW_14).get_json()
+    client.post(f"/api/reservations/{dropped['id']}/cancel", headers=booker.headers)
+    clock.now = datetime(2026, 1, 16, 10, 30, tzinfo=UTC)
+    runner.invoke(args=["expire-reservations"])
+    with app.app_context():
+        events = db.session.execute(select(Event.type, Event.data).order_by(Event.id)).all()
+    reservation_events = [
+        (t, d["id"], d["status"]) for t, d in events if t.startswith("reservation")
+    ]
+    assert reservation_events == [
+        ("reservation.created", kept["id"], "confirmed"),
+        ("reservation.created", dropped["id"], "confirmed"),
+        ("reservation.cancelled", dropped["id"], "cancelled"),
+        ("reservation.no_show", kept["id"], "no_show"),
+    ]
