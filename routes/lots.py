@@ -307,7 +307,10 @@ def update_lot(lot_id, body: schemas.LotFields):
     summary="Archive a lot; its ticket history stays (admin)",
     auth=ADMIN,
     response=schemas.LotArchived,
-    errors={404: "Parking lot not found", 409: "Parking lot has open tickets"},
+    errors={
+        404: "Parking lot not found",
+        409: "Parking lot has open tickets, or upcoming reservations",
+    },
 )
 def archive_lot(lot_id):
     """Archive: the lot leaves lists and bookings, its ticket history stays.
@@ -329,6 +332,15 @@ def archive_lot(lot_id):
     if occupied:
         db.session.rollback()
         raise ApiError(409, "Parking lot has open tickets; check them out first")
+    at = now()
+    upcoming = exists().where(
+        Reservation.lot_id == lot_id,
+        Reservation.status == "confirmed",
+        Reservation.no_show_at > at,
+    )
+    if db.session.scalar(select(upcoming)):
+        db.session.rollback()  # a promise to a driver: cancel (and refund) it first
+        raise ApiError(409, "Parking lot has upcoming reservations; cancel them first")
     lot.archived_at = now()
     parking.audit(parking.current_actor(), "lot.archive", lot_id=lot_id)
     db.session.commit()

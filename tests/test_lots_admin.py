@@ -72,6 +72,15 @@ def test_create_lot_with_spots_tariff_timezone_and_currency(app, client, admin, 
             "daily_max": 2000,
         },
         "exit_grace_minutes": 15,
+        "reservable_spots": 0,
+        "reservations": {
+            "max_days": 30,
+            "horizon_days": 90,
+            "cancel_free_minutes": 60,
+            "late_cancel_fee": None,
+            "early_minutes": 15,
+            "no_show_minutes": 30,
+        },
     }
     with app.app_context():
         lot = db.session.get(ParkingLot, lot_id)

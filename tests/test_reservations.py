@@ -723,3 +723,18 @@ def test_bookings_cancellations_and_no_shows_are_events(app, client, clock, rlot
         ("reservation.cancelled", dropped["id"], "cancelled"),
         ("reservation.no_show", kept["id"], "no_show"),
     ]
+
+
+def test_a_lot_with_upcoming_reservations_cannot_be_archived(
+    client, clock, rlot, booker, admin, auth_headers
+):
+    lot = rlot()
+    booked = booker(lot["id"]).get_json()
+    headers = auth_headers(admin)
+    refused = client.delete(f"/api/parking-lots/{lot['id']}", headers=headers)
+    assert refused.status_code == 409
+    assert refused.get_json() == {
+        "error": "Parking lot has upcoming reservations; cancel them first"
+    }
+    client.post(f"/api/reservations/{booked['id']}/cancel", headers=headers)
+    assert client.delete(f"/api/parking-lots/{lot['id']}", headers=headers).status_code == 200

@@ -52,6 +52,7 @@ def test_get_one_spot_is_public(client, lot):
         "lot": "Lot A",
         "lot_id": lot["id"],
         "kind": "standard",
+        "reservable": False,
     }
 
 
@@ -244,6 +245,7 @@ def test_spot_list_shows_kind_and_lot(client, two_lots):
         "lot": "Lot A",
         "lot_id": first["id"],
         "kind": "ev",
+        "reservable": False,
     }
 
 
