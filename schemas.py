@@ -1955,12 +1955,16 @@ class ReservationCheckedIn(Response):
     tariff: Tariff
 
 
-class PriceChanged(Response):
-    error: Literal["Price changed"]
-    amount: Amount
+class ReservationConflict(Response):
+    """409 for a booking. For "Price changed": the price now (`amount`)."""
+
+    error: str
+    amount: Amount = Field(default=0, description="With Price changed: the current price")
 
 
 class CheckInWindow(Response):
+    """409 for a check-in. Outside its window: when it opens and closes."""
+
     error: str
-    check_in_from: Timestamp
-    check_in_until: Timestamp
+    check_in_from: Timestamp | None = Field(default=None, description="Outside the window")
+    check_in_until: Timestamp | None = Field(default=None, description="Outside the window")

@@ -234,7 +234,7 @@ OWNED_VEHICLE = select(Vehicle.id, Vehicle.plate_key).where(
         "the window is too long or too far ahead, or a field is invalid",
         404: "Parking lot not found",
         409: (
-            schemas.PriceChanged,
+            schemas.ReservationConflict,
             "Price changed (with `amount`), No reservable spots for this window, "
             "or Vehicle already has a reservation for this window",
         ),

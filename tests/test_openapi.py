@@ -174,6 +174,8 @@ def test_every_error_response_has_the_error_shape():
         ("post", "/api/parking-lots/{lot_id}/exits", "402"),
         ("post", "/api/parking-lots/{lot_id}/exits", "404"),
         ("post", "/api/tickets/{ticket_id}/payments", "409"),
+        ("post", "/api/reservations", "409"),
+        ("post", "/api/reservations/{reservation_id}/check-in", "409"),
     }
 
 
@@ -263,6 +265,7 @@ def test_list_operations_document_and_send_pagination_headers(client, world):
         "/api/permits",
         "/api/webhooks",
         "/api/webhooks/{webhook_id}/deliveries",
+        "/api/reservations",
     }
     for path, op in lists:
         headers = op["responses"]["200"]["headers"]

@@ -25,10 +25,23 @@ COLUMNS = [
     "paid_reservation",
     "outstanding",
     "permit_sessions",
+    "reservations_made",
+    "reservation_revenue",
+    "cancellations",
+    "refunds",
+    "no_shows",
 ]
+NO_RESERVATIONS = {
+    "reservations_made": 0,
+    "reservation_revenue": 0,
+    "cancellations": 0,
+    "refunds": 0,
+    "no_shows": 0,
+}
 NO_MONEY = {
     "payments": {"cash": 0, "card": 0, "app": 0, "reservation": 0},
     "permit_sessions": 0,
+    **NO_RESERVATIONS,
 }
 
 
@@ -229,6 +242,7 @@ def test_csv_has_a_header_and_the_same_rows(client, admin, auth_headers, ny_lot,
         "paid_reservation": "0",
         "outstanding": "6000",
         "permit_sessions": "0",
+        **{name: "0" for name in NO_RESERVATIONS},
     }
 
 
