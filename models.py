@@ -560,8 +560,12 @@ class Reservation(db.Model):
         Index("ix_reservations_user_start_id", "user_id", "start_at", "id"),
         Index("ix_reservations_start_id", "start_at", "id"),
         Index("ix_reservations_lot_start_id", "lot_id", "start_at", "id"),
-        # Overlap checks and availability: a lot's (or spot's) active windows.
-        Index("ix_reservations_spot_start", "spot_id", "start_at"),
+        # Overlap checks (a spot's, a vehicle's) and a plate's arrival: windows
+        # that end after a moment, i.e. current and future ones, never the
+        # history (a window lasts at most reservation_max_days).
+        Index("ix_reservations_spot_id_end_at", "spot_id", "end_at"),
+        Index("ix_reservations_vehicle_id_end_at", "vehicle_id", "end_at"),
+        Index("ix_reservations_plate_key_end_at", "plate_key", "end_at"),
         # Overdue confirmations, marked no-show by bookings and the command.
         Index(
             "ix_reservations_confirmed_no_show_at",
@@ -579,9 +583,9 @@ class Reservation(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lots.id"))
     spot_id: Mapped[int] = mapped_column(ForeignKey("parking_spots.id"))
-    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    plate_key: Mapped[str] = mapped_column(String(32), index=True)
+    plate_key: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)

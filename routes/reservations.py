@@ -144,17 +144,20 @@ def read_one(reservation_id: int) -> dict | None:
     return reservation_dict(row, now()) if row is not None else None
 
 
-def expire_overdue(at, *, lot_id: int | None = None, vehicle_id: int | None = None) -> int:
-    """Record as no-shows the confirmed reservations (of a lot, of a vehicle,
-    or all) not checked in by their no_show_at; emits reservation.no_show for
-    each. In the caller's transaction; returns how many."""
+def expire_overdue(at, *, lot_id: int | None = None, vehicle=None) -> int:
+    """Record as no-shows the confirmed reservations not checked in by their
+    no_show_at: of a lot, or of a vehicle (`(vehicle_id, ends_after)`: only
+    its windows ending after that moment, the ones a new window can
+    overlap), or all. Emits reservation.no_show for each. In the caller's
+    transaction; returns how many."""
     stmt = update(Reservation).where(
         Reservation.status == "confirmed", Reservation.no_show_at <= at
     )
     if lot_id is not None:
         stmt = stmt.where(Reservation.lot_id == lot_id)
-    if vehicle_id is not None:
-        stmt = stmt.where(Reservation.vehicle_id == vehicle_id)
+    if vehicle is not None:
+        vehicle_id, ends_after = vehicle
+        stmt = stmt.where(Reservation.vehicle_id == vehicle_id, Reservation.end_at > ends_after)
     ids = run(
         stmt.values(status="no_show")
         .returning(Reservation.id)
@@ -264,7 +267,7 @@ def create_reservation(body: schemas.ReservationCreate):
     if body.expected_amount is not None and body.expected_amount != amount:
         raise ApiError(409, "Price changed", extra={"amount": amount})
     expire_overdue(at, lot_id=lot.id)
-    expire_overdue(at, vehicle_id=vehicle.id)
+    expire_overdue(at, vehicle=(vehicle.id, start))
     vehicle_busy = exists().where(
         Reservation.vehicle_id == vehicle.id,
         Reservation.status.in_(ACTIVE_RESERVATION),

@@ -130,12 +130,12 @@ def upgrade():
         ("ix_reservations_user_start_id", ["user_id", "start_at", "id"]),
         ("ix_reservations_start_id", ["start_at", "id"]),
         ("ix_reservations_lot_start_id", ["lot_id", "start_at", "id"]),
-        ("ix_reservations_spot_start", ["spot_id", "start_at"]),
+        ("ix_reservations_spot_id_end_at", ["spot_id", "end_at"]),
+        ("ix_reservations_vehicle_id_end_at", ["vehicle_id", "end_at"]),
+        ("ix_reservations_plate_key_end_at", ["plate_key", "end_at"]),
         ("ix_reservations_lot_created_day", ["lot_id", "created_day"]),
         ("ix_reservations_lot_cancelled_day", ["lot_id", "cancelled_day"]),
         ("ix_reservations_lot_start_day", ["lot_id", "start_day"]),
-        ("ix_reservations_vehicle_id", ["vehicle_id"]),
-        ("ix_reservations_plate_key", ["plate_key"]),
     ):
         op.create_index(name, "reservations", columns)
     op.create_index(
