@@ -424,8 +424,20 @@ REPORT_COLUMNS = (
 )
 # The lot's days in the range: one row per day that had anything, kept by
 # triggers in the writing transactions (models.LotDay, migration 0009).
+# Plain tuples in a fixed order, unpacked: a year is 365 rows, and building
+# LotDay objects (or reading Row attributes by name) cost more than the
+# statement (make bench-scale, bench/README.md).
 REPORT_DAYS = (
-    select(LotDay)
+    select(
+        LotDay.day,
+        LotDay.tickets_started,
+        LotDay.tickets_closed,
+        LotDay.revenue,
+        LotDay.stay_minutes,
+        LotDay.outstanding,
+        LotDay.permit_sessions,
+        *(getattr(LotDay, f"paid_{method}") for method in PAYMENT_METHODS),
+    )
     .where(
         LotDay.lot_id == bindparam("lot_id"),
         LotDay.day >= bindparam("first", type_=Date),
@@ -530,18 +542,17 @@ def lot_report(lot_id, query: schemas.ReportQuery):
     ]
     for day, counted in reservation_days(lot_id, start, end, now()).items():
         rows[(day - start).days].update(counted)
-    for kept in db.session.scalars(REPORT_DAYS, {"lot_id": lot_id, "first": start, "last": end}):
-        row = rows[(kept.day - start).days]
-        row.update(
-            tickets_started=kept.tickets_started,
-            tickets_closed=kept.tickets_closed,
-            revenue=kept.revenue,
-            outstanding=kept.outstanding,
-            permit_sessions=kept.permit_sessions,
-            payments={method: getattr(kept, f"paid_{method}") for method in PAYMENT_METHODS},
-        )
-        if kept.tickets_closed:
-            row["average_stay_minutes"] = round(kept.stay_minutes / kept.tickets_closed, 1)
+    kept = run(REPORT_DAYS, {"lot_id": lot_id, "first": start, "last": end}).all()
+    for day, started, closed, revenue, stay, outstanding, permits, *paid in kept:
+        row = rows[(day - start).days]
+        row["tickets_started"] = started
+        row["tickets_closed"] = closed
+        row["revenue"] = revenue
+        row["outstanding"] = outstanding
+        row["permit_sessions"] = permits
+        row["payments"] = dict(zip(PAYMENT_METHODS, paid, strict=True))
+        if closed:
+            row["average_stay_minutes"] = round(stay / closed, 1)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")

@@ -126,10 +126,14 @@ CHECKOUT_TICKET = parking.CLOSABLE_TICKET.where(Ticket.id == bindparam("ticket")
 )
 def create_ticket(body: schemas.TicketCreate):
     params = {"vehicle": body.vehicle_id, "owner": current_user.id}
-    at = now()
+    # The check-in time is read once the lot's row lock is held (below), as
+    # checkout reads its time: a booking that waited on the lock for a
+    # checkout of the same spot otherwise started before that stay ended
+    # (make bench's storm found overlapping stays on a spot).
     if body.parking_spot_id is not None:
         # The seed checks the spot before the vehicle; keep its order of errors.
         spot = run(BOOKABLE_SPOT, {**params, "spot": body.parking_spot_id}).first()
+        at = now()
         if spot is None or spot.status != "available" or spot.reservable:
             raise ApiError(400, "Spot unavailable")  # reservable spots: reservations only
         if spot.plate_key is None:
@@ -149,6 +153,7 @@ def create_ticket(body: schemas.TicketCreate):
         if run(parking.CAR_PARKED, {"key": key, "vehicle": body.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")
         lot = active_lot(body.lot_id, lock=True)
+        at = now()
         spot_id, spot_number = parking.pick_spot(lot.id, body.kind)
         ticket = parking.insert_ticket(car, spot_id, lot.id, lot, at)
         lot_name = lot.name
