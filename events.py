@@ -12,8 +12,9 @@ answers it, a payment as the payment endpoints do, a lot as its entry of GET
 
 Who emits what:
 * ticket.opened / ticket.closed: parking.insert_ticket and parking.close_ticket
-  (the app's booking and checkout, and the gate's entry and exit), with
-  `emit_ticket(type, ticket_id)`: the ticket as GET /api/tickets lists it.
+  (the app's booking and checkout, the gate's entry and exit, a reservation's
+  check-in): the ticket as GET /api/tickets lists it (parking.ticket_json),
+  built from what the write already holds, without reading it back.
 * payment.recorded: parking.record_payment, `emit("payment.recorded",
   parking.payment_dict(payment))`.
 * reservation.created / reservation.cancelled / reservation.no_show:
@@ -29,7 +30,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import insert
 
 from database import run
-from models import Event, Ticket, db, utcnow
+from models import Event, utcnow
 
 EVENT_TYPES = (
     "ticket.opened",
@@ -56,12 +57,3 @@ def emit(type_: str, data: dict) -> None:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
     run(INSERT_EVENT, {"type": type_, "data": data, "created_at": now()})
-
-
-def emit_ticket(type_: str, ticket_id: int) -> None:
-    """Emit a ticket event whose data is the ticket as the API shows it now
-    (read in the current transaction, so it includes this transaction's change)."""
-    from routes.tickets import tickets_query, tickets_to_dicts  # routes import this module
-
-    row = db.session.execute(tickets_query().where(Ticket.id == ticket_id)).one()
-    emit(type_, tickets_to_dicts([row])[0])

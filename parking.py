@@ -26,6 +26,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g
@@ -457,7 +458,15 @@ OCCUPY_SPOT = (
 
 
 def insert_ticket(
-    car: Car, spot_id: int, lot_id: int, tariff_source, at: datetime, reserved=None
+    car: Car,
+    spot_id: int,
+    lot_id: int,
+    tariff_source,
+    at: datetime,
+    reserved=None,
+    *,
+    spot_number: str,
+    lot_name: str,
 ) -> dict:
     """Insert the ticket of a car on a spot this transaction marked occupied
     (not committed). `tariff_source` (the lot or its row) gives the currency,
@@ -491,7 +500,21 @@ def insert_ticket(
         if run(CAR_PARKED, {"key": car.plate_key, "vehicle": car.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked") from None
         raise ApiError(400, "Spot unavailable") from None
-    events.emit_ticket("ticket.opened", ticket["id"])  # the outbox, same transaction
+    # The outbox, same transaction: the ticket as GET /api/tickets shows it,
+    # built from what was just written (a new ticket owes nothing yet).
+    opened = SimpleNamespace(**{"reservation_id": None, **ticket, "check_out": None})
+    events.emit(
+        "ticket.opened",
+        ticket_json(
+            opened,
+            plate_number=car.plate_number,
+            spot_number=spot_number,
+            lot_name=lot_name,
+            timezone=tariff_source.timezone,
+            due=Charge(0, 0, [], at, None),
+            end=at,
+        ),
+    )
     return ticket
 
 
@@ -584,13 +607,53 @@ def close_ticket(ticket, at: datetime) -> Charge | None:
     run(FREE_SPOT, {"spot": ticket.spot_id})
     if ticket.reservation_id is not None:
         run(COMPLETE_RESERVATION, {"reservation": ticket.reservation_id})
-    events.emit_ticket("ticket.closed", ticket.id)  # the outbox, same transaction
+    closed = SimpleNamespace(**{**ticket._mapping, "check_out": at})
+    events.emit(  # the outbox, same transaction: the ticket as GET /api/tickets shows it
+        "ticket.closed",
+        ticket_json(
+            closed,
+            plate_number=ticket.plate_number,
+            spot_number=ticket.spot_number,
+            lot_name=ticket.lot_name,
+            timezone=ticket.timezone,
+            due=due,
+            end=at,
+        ),
+    )
     return due
 
 
 def local_iso(value: datetime | None, zone: str) -> str | None:
     """A UTC time in the lot's time zone, ISO 8601 with that zone's offset."""
     return value.astimezone(ZoneInfo(zone)).isoformat() if value else None
+
+
+def ticket_json(
+    t, *, plate_number: str, spot_number: str, lot_name: str, timezone: str, due: Charge, end
+) -> dict:
+    """A ticket as the API shows it (GET /api/tickets, and the ticket events):
+    `t` has the ticket's columns, `due` is what it owes at `end` (now, or its
+    check-out)."""
+    return {
+        "id": t.id,
+        "vehicle_id": t.vehicle_id,
+        "plate_number": plate_number,
+        "spot_id": t.spot_id,
+        "check_in": t.check_in.isoformat(),
+        "check_out": t.check_out.isoformat() if t.check_out else None,
+        "check_in_local": local_iso(t.check_in, timezone),
+        "check_out_local": local_iso(t.check_out, timezone),
+        "status": "open" if t.check_out is None else "closed",
+        "user_id": t.user_id,
+        "lot_id": t.lot_id,
+        "lot": lot_name,
+        "spot_number": spot_number,
+        "duration_minutes": stay_minutes(t.check_in, end),
+        **due.to_dict(),
+        "currency": t.currency,
+        "tariff": tariff_to_dict(t),
+        "reservation_id": t.reservation_id,
+    }
 
 
 def receipt(ticket, due: Charge, check_out: datetime) -> dict:
@@ -619,6 +682,7 @@ def receipt(ticket, due: Charge, check_out: datetime) -> dict:
 CLOSABLE_TICKET = (
     select(
         Ticket.id,
+        Ticket.vehicle_id,
         Ticket.user_id,
         Ticket.spot_id,
         Ticket.lot_id,

@@ -78,7 +78,9 @@ def create_entry(lot_id, body: schemas.EntryCreate):
             db.session.commit()
             return entry_answer(ticket, car, lot, spot_number, at), 201
         spot_id, spot_number = parking.pick_spot(lot_id, body.kind)
-    ticket = parking.insert_ticket(car, spot_id, lot_id, lot, at)
+    ticket = parking.insert_ticket(
+        car, spot_id, lot_id, lot, at, spot_number=spot_number, lot_name=lot.name
+    )
     parking.audit(actor, "entry", lot_id=lot_id, ticket_id=ticket["id"], plate=car.plate_number)
     db.session.commit()
     return entry_answer(ticket, car, lot, spot_number, at), 201

@@ -574,7 +574,16 @@ def check_in(reservation, lot, car: parking.Car, at) -> tuple[dict, str]:
         **tariff_to_dict(reservation),
     )
     spot_id = reservation.spot_id
-    ticket = parking.insert_ticket(car, spot_id, lot.id, frozen, at, reserved=reservation)
+    ticket = parking.insert_ticket(
+        car,
+        spot_id,
+        lot.id,
+        frozen,
+        at,
+        reserved=reservation,
+        spot_number=spot_number,
+        lot_name=lot.name,
+    )
     reservation.status = "checked_in"
     reservation.checked_in_at = at
     reservation.ticket_id = ticket["id"]

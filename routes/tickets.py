@@ -23,28 +23,15 @@ from validation import ApiError
 def ticket_to_dict(row, at, permits: parking.Permits) -> dict:
     """A ticket (a row of tickets_query()); an open one shows what it owes so far."""
     ticket, plate_number, spot_number, lot_name, timezone = row[:5]
-    due = parking.charge(ticket, at, permits)
-    end = ticket.check_out or at
-    return {
-        "id": ticket.id,
-        "vehicle_id": ticket.vehicle_id,
-        "plate_number": plate_number,
-        "spot_id": ticket.spot_id,
-        "check_in": iso(ticket.check_in),
-        "check_out": iso(ticket.check_out),
-        "check_in_local": parking.local_iso(ticket.check_in, timezone),
-        "check_out_local": parking.local_iso(ticket.check_out, timezone),
-        "status": "open" if ticket.check_out is None else "closed",
-        "user_id": ticket.user_id,
-        "lot_id": ticket.lot_id,
-        "lot": lot_name,
-        "spot_number": spot_number,
-        "duration_minutes": parking.stay_minutes(ticket.check_in, end),
-        **due.to_dict(),
-        "currency": ticket.currency,
-        "tariff": tariff_to_dict(ticket),
-        "reservation_id": ticket.reservation_id,
-    }
+    return parking.ticket_json(
+        ticket,
+        plate_number=plate_number,
+        spot_number=spot_number,
+        lot_name=lot_name,
+        timezone=timezone,
+        due=parking.charge(ticket, at, permits),
+        end=ticket.check_out or at,
+    )
 
 
 def tickets_query():
@@ -73,16 +60,14 @@ def tickets_to_dicts(rows) -> list[dict]:
 
 # Booking runs these statements, built once with bind parameters (building
 # them per request cost as much CPU as the writes themselves).
-DRIVERS_PLATE = (
-    select(Vehicle.plate_key)
-    .where(
-        Vehicle.id == bindparam("vehicle"),
-        Vehicle.user_id == bindparam("owner"),
-        Vehicle.deleted_at.is_(None),
-    )
-    .scalar_subquery()
+DRIVERS_VEHICLE = (
+    Vehicle.id == bindparam("vehicle"),
+    Vehicle.user_id == bindparam("owner"),
+    Vehicle.deleted_at.is_(None),
 )
-OWNS_VEHICLE = select(DRIVERS_PLATE)
+DRIVERS_PLATE = select(Vehicle.plate_key).where(*DRIVERS_VEHICLE).scalar_subquery()
+DRIVERS_PLATE_NUMBER = select(Vehicle.plate_number).where(*DRIVERS_VEHICLE).scalar_subquery()
+OWNS_VEHICLE = select(Vehicle.plate_key, Vehicle.plate_number).where(*DRIVERS_VEHICLE)
 # The chosen spot, its lot's tariff and the driver's vehicle's plate, in one
 # read that takes the lot's row lock first (see "Lock order" in routes/).
 BOOKABLE_SPOT = (
@@ -97,6 +82,7 @@ BOOKABLE_SPOT = (
         ParkingLot.exit_grace_minutes,
         *(getattr(ParkingLot, name) for name in TARIFF_COLUMNS),
         DRIVERS_PLATE.label("plate_key"),
+        DRIVERS_PLATE_NUMBER.label("plate_number"),
     )
     .join(ParkingLot, ParkingSpot.lot_id == ParkingLot.id)
     .where(ParkingSpot.id == bindparam("spot"), ParkingLot.archived_at.is_(None))
@@ -138,25 +124,36 @@ def create_ticket(body: schemas.TicketCreate):
             raise ApiError(400, "Spot unavailable")  # reservable spots: reservations only
         if spot.plate_key is None:
             raise ApiError(400, "Vehicle not found")
-        car = parking.Car(body.vehicle_id, current_user.id, "", spot.plate_key)
+        car = parking.Car(body.vehicle_id, current_user.id, spot.plate_number, spot.plate_key)
         # A parked car is not checked up front: its second ticket fails on the
         # unique index, which rolls the spot back and answers 409.
         parking.take_spot(body.parking_spot_id)
-        ticket = parking.insert_ticket(car, body.parking_spot_id, spot.lot_id, spot, at)
         spot_number, lot_name = spot.spot_number, spot.lot_name
+        ticket = parking.insert_ticket(
+            car,
+            body.parking_spot_id,
+            spot.lot_id,
+            spot,
+            at,
+            spot_number=spot_number,
+            lot_name=lot_name,
+        )
     else:
-        key = run(OWNS_VEHICLE, params).scalar()
-        if key is None:
+        owned = run(OWNS_VEHICLE, params).first()
+        if owned is None:
             raise ApiError(400, "Vehicle not found")
-        car = parking.Car(body.vehicle_id, current_user.id, "", key)
+        key = owned.plate_key
+        car = parking.Car(body.vehicle_id, current_user.id, owned.plate_number, key)
         # Checked first here, so a parked driver at a full lot hears why.
         if run(parking.CAR_PARKED, {"key": key, "vehicle": body.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")
         lot = active_lot(body.lot_id, lock=True)
         at = now()
         spot_id, spot_number = parking.pick_spot(lot.id, body.kind)
-        ticket = parking.insert_ticket(car, spot_id, lot.id, lot, at)
         lot_name = lot.name
+        ticket = parking.insert_ticket(
+            car, spot_id, lot.id, lot, at, spot_number=spot_number, lot_name=lot_name
+        )
     db.session.commit()
     return {
         "message": "Spot booked",

@@ -738,3 +738,23 @@ def test_a_lot_with_upcoming_reservations_cannot_be_archived(
     }
     client.post(f"/api/reservations/{booked['id']}/cancel", headers=headers)
     assert client.delete(f"/api/parking-lots/{lot['id']}", headers=headers).status_code == 200
+
+
+def test_a_reserved_stays_ticket_events_show_the_ticket_as_listed(app, client, clock, rlot, booker):
+    lot = rlot()
+    booked = booker(lot["id"]).get_json()
+    clock.now = datetime(2026, 1, 16, 9, 50, tzinfo=UTC)
+    ticket_id = client.post(
+        f"/api/reservations/{booked['id']}/check-in", headers=booker.headers
+    ).get_json()["ticket_id"]
+    opened = client.get("/api/tickets", headers=booker.headers).get_json()[0]
+    clock.now = datetime(2026, 1, 16, 12, 30, tzinfo=UTC)
+    client.patch(f"/api/checkout/{ticket_id}", headers=booker.headers)
+    closed = client.get("/api/tickets", headers=booker.headers).get_json()[0]
+    assert (opened["reservation_id"], closed["amount_due"]) == (booked["id"], RATE)
+    with app.app_context():
+        events = db.session.execute(select(Event.type, Event.data).order_by(Event.id)).all()
+    assert [(t, d) for t, d in events if t.startswith("ticket.")] == [
+        ("ticket.opened", opened),
+        ("ticket.closed", closed),
+    ]

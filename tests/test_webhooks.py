@@ -637,3 +637,29 @@ def test_a_recorded_payment_writes_its_event_in_its_transaction(
         db.session.commit()
     (event,) = [e for e in events_in_db(app) if e.type == "payment.recorded"]
     assert created and event.data == expected and event.data["amount"] == 5_000
+
+
+def test_gate_entries_and_exits_write_their_events_with_the_api_shape(
+    app, client, clock, admin_headers, lot
+):
+    entered = client.post(
+        f"/api/parking-lots/{lot['id']}/entries",
+        json={"plate_number": "kdg 777g"},
+        headers=admin_headers,
+    )
+    assert entered.status_code == 201
+    ticket_id = entered.get_json()["ticket_id"]
+    everyone = client.get("/api/tickets?all=true", headers=admin_headers).get_json()
+    opened = next(t for t in everyone if t["id"] == ticket_id)
+    clock.advance(minutes=5)
+    left = client.post(
+        f"/api/parking-lots/{lot['id']}/exits",
+        json={"plate_number": "KDG777G"},
+        headers=admin_headers,
+    )
+    assert left.status_code == 200, left.get_json()
+    everyone = client.get("/api/tickets?all=true", headers=admin_headers).get_json()
+    closed = next(t for t in everyone if t["id"] == ticket_id)
+    found = [(e.type, e.data) for e in events_in_db(app) if e.type.startswith("ticket.")]
+    assert found == [("ticket.opened", opened), ("ticket.closed", closed)]
+    assert opened["plate_number"] == "KDG 777G" and opened["user_id"] is None
