@@ -340,6 +340,8 @@ class Ticket(db.Model):
             sqlite_where=text("check_out IS NULL"),
         ),
         Index("ix_tickets_user_check_in_id", "user_id", "check_in", "id"),
+        # A driver's tickets at one lot (?lot_id=), and its count (migration 0011).
+        Index("ix_tickets_user_lot_check_in_id", "user_id", "lot_id", "check_in", "id"),
         Index("ix_tickets_lot_check_in_id", "lot_id", "check_in", "id"),
         # Covers the report's closed-ticket sums (migration 0004): no table visits.
         Index(
