@@ -1815,9 +1815,13 @@ class LotAvailability(Response):
     lot_id: RowId
     name: str
     total: Count
-    available: Count
-    reservable_available: Count
-    status: Literal["FULL", "SPACES_AVAILABLE", "CLOSED"]
+    available: Count = Field(description="Free spots a driver without a reservation can get")
+    reservable_available: Count = Field(
+        description="Free reservable spots that no reservation holds now"
+    )
+    status: Literal["FULL", "SPACES_AVAILABLE", "CLOSED"] = Field(
+        description="For a driver without a reservation"
+    )
     updated_at: Timestamp
 
 

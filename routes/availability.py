@@ -11,20 +11,42 @@ import hashlib
 from functools import wraps
 
 from flask import current_app, request
-from sqlalchemy import case, exists, func, literal, select
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select
 
 import schemas
 from endpoints import endpoint
-from models import ParkingLot, ParkingSpot
+from models import ParkingLot, ParkingSpot, Reservation
 from replica import replica_reads
-from routes.common import api, iso, run
+from routes.common import api, iso, now, run
 
 MAX_AGE_SECONDS = 5
 CACHE_CONTROL = f"public, max-age={MAX_AGE_SECONDS}"
 
-# Spots that can be reserved arrive with reservations (parking_spots.reservable):
-# then this becomes the lot's count of free reservable spots.
-RESERVABLE_AVAILABLE = literal(0)
+# Reservable spots host reservations only (routes/reservations.py): a lot's
+# free ones are not free for a walk-in. `available` is what a driver arriving
+# without a reservation can get; `reservable_available` the free reservable
+# spots no reservation holds now (what can be reserved from now). Each is a
+# count over the lot's reservable spots only (ix_parking_spots_reservable).
+FREE_RESERVABLE = (
+    select(func.count())
+    .where(
+        ParkingSpot.lot_id == ParkingLot.id,
+        ParkingSpot.reservable,
+        ParkingSpot.status == "available",
+    )
+    .correlate(ParkingLot)
+)
+HELD_NOW = exists().where(
+    Reservation.spot_id == ParkingSpot.id,
+    Reservation.start_at <= bindparam("now"),
+    Reservation.end_at > bindparam("now"),
+    or_(
+        Reservation.status == "checked_in",
+        and_(Reservation.status == "confirmed", Reservation.no_show_at > bindparam("now")),
+    ),
+)
+WALK_IN_AVAILABLE = ParkingLot.spots_available - FREE_RESERVABLE.scalar_subquery()
+RESERVABLE_AVAILABLE = FREE_RESERVABLE.where(~HELD_NOW).scalar_subquery()
 
 IN_SERVICE = exists().where(
     ParkingSpot.lot_id == ParkingLot.id, ParkingSpot.status != "out_of_service"
@@ -34,11 +56,11 @@ FEED = (
         ParkingLot.id,
         ParkingLot.name,
         ParkingLot.spots_total,
-        ParkingLot.spots_available,
+        WALK_IN_AVAILABLE,
         RESERVABLE_AVAILABLE,
         # CLOSED: no spot in service (asked only of lots with no free spot).
         case(
-            (ParkingLot.spots_available > 0, "SPACES_AVAILABLE"),
+            (WALK_IN_AVAILABLE > 0, "SPACES_AVAILABLE"),
             (IN_SERVICE, "FULL"),
             else_="CLOSED",
         ),
@@ -81,5 +103,5 @@ def conditional(view):
 )
 @replica_reads
 def availability():
-    rows = run(FEED).all()
+    rows = run(FEED, {"now": now()}).all()
     return [dict(zip(KEYS, (*row[:-1], iso(row[-1])), strict=True)) for row in rows]

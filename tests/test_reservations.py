@@ -758,3 +758,32 @@ def test_a_reserved_stays_ticket_events_show_the_ticket_as_listed(app, client, c
         ("ticket.opened", opened),
         ("ticket.closed", closed),
     ]
+
+
+def test_the_availability_feed_separates_walk_in_and_reservable_spots(
+    client, clock, rlot, booker, make_vehicle, driver, auth_headers
+):
+    lot = rlot(spots=3, reservable=2)  # A1 for walk-ins; A2, A3 reservable
+
+    def feed():
+        return next(
+            e for e in client.get("/api/availability").get_json() if e["lot_id"] == lot["id"]
+        )
+
+    assert (feed()["available"], feed()["reservable_available"], feed()["status"]) == (
+        1,
+        2,
+        "SPACES_AVAILABLE",
+    )
+    booked = booker(lot["id"], start="2026-01-15T08:00:00Z", end="2026-01-15T10:00:00Z").get_json()
+    assert feed()["reservable_available"] == 1  # held now, though nobody is there yet
+    walk_in = make_vehicle(driver)
+    client.post(
+        "/api/tickets",
+        json={"vehicle_id": walk_in["id"], "lot_id": lot["id"]},
+        headers=auth_headers(driver),
+    )
+    assert (feed()["available"], feed()["status"]) == (0, "FULL")
+    clock.now = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)  # a no-show: the spot is free again
+    assert (feed()["available"], feed()["reservable_available"]) == (0, 2)
+    assert booked["status"] == "confirmed"
