@@ -1022,7 +1022,9 @@ class Lot(Response):
     name: str
     location: str
     spots: Count
-    available_spots: Count
+    available_spots: Count = Field(
+        description="Free spots a driver can book now (reservable spots not counted)"
+    )
     timezone: str
     currency: CurrencyCode
     tariff: Tariff

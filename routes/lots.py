@@ -111,6 +111,18 @@ RESERVABLE_COUNT = (
     .correlate(ParkingLot)
     .scalar_subquery()
 )
+# `available_spots` is what a driver can book now: free spots that are not
+# reservable (reservable ones host reservations only).
+FREE_RESERVABLE = (
+    select(func.count())
+    .where(
+        ParkingSpot.lot_id == ParkingLot.id,
+        ParkingSpot.reservable,
+        ParkingSpot.status == "available",
+    )
+    .correlate(ParkingLot)
+    .scalar_subquery()
+)
 
 
 def lot_to_dict(lot: ParkingLot, total: int, available: int, reservable: int) -> dict:
@@ -165,10 +177,12 @@ def insert_spots(rows: list[dict]) -> None:
 
 
 def lot_counts(lot_id: int) -> tuple[int, int, int]:
+    """Spots, bookable free spots (not reservable), reservable spots."""
+    free = ParkingSpot.status == "available"
     total, available, reservable = db.session.execute(
         select(
             func.count(ParkingSpot.id),
-            func.count(case((ParkingSpot.status == "available", 1))),
+            func.count(case((free & ~ParkingSpot.reservable, 1))),
             func.count(case((ParkingSpot.reservable, 1))),
         ).where(ParkingSpot.lot_id == lot_id)
     ).one()
@@ -184,7 +198,7 @@ def lot_list() -> PageQuery:
         ParkingLot.name,
         ParkingLot.location,
         ParkingLot.spots_total,
-        ParkingLot.spots_available,
+        ParkingLot.spots_available - FREE_RESERVABLE,
         ParkingLot.timezone,
         ParkingLot.currency,
         ParkingLot.hourly_rate,
@@ -237,7 +251,9 @@ def create_lot(body: schemas.LotCreate):
     return {
         "message": "Parking lot created",
         "lot_id": lot.id,
-        "lot": lot_to_dict(lot, len(numbers), len(numbers), body.reservable_count),
+        "lot": lot_to_dict(
+            lot, len(numbers), len(numbers) - body.reservable_count, body.reservable_count
+        ),
     }, 201
 
 
@@ -258,16 +274,17 @@ def get_lot(lot_id):
     ).all()
     counts = dict.fromkeys(SPOT_STATUSES, 0)
     kinds: dict[str, dict] = {}
-    reservable = 0
+    reservable = bookable = 0
     for kind, status, is_reservable, n in rows:
         counts[status] += n
         per_kind = kinds.setdefault(kind, {"total": 0, **dict.fromkeys(SPOT_STATUSES, 0)})
         per_kind["total"] += n
         per_kind[status] += n
         reservable += n if is_reservable else 0
+        bookable += n if status == "available" and not is_reservable else 0
     total = sum(counts.values())
     return {
-        **lot_to_dict(lot, total, counts["available"], reservable),
+        **lot_to_dict(lot, total, bookable, reservable),
         "counts": {"total": total, **counts},
         "kinds": kinds,
     }

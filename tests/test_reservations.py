@@ -290,13 +290,12 @@ def test_lots_show_reservable_counts_and_spots_their_flag(client, clock, admin, 
     )
     assert created.status_code == 201
     lot_id = created.get_json()["lot_id"]
-    assert created.get_json()["lot"]["reservable_spots"] == 2
-    assert (
-        client.get(f"/api/parking-lots/{lot_id}", headers=headers).get_json()["reservable_spots"]
-        == 2
-    )
+    counts = ("spots", "available_spots", "reservable_spots")
+    assert [created.get_json()["lot"][k] for k in counts] == [5, 3, 2]
+    detail = client.get(f"/api/parking-lots/{lot_id}", headers=headers).get_json()
+    assert [detail[k] for k in counts] == [5, 3, 2]
     listed = client.get("/api/parking-lots", headers=headers).get_json()
-    assert [lot["reservable_spots"] for lot in listed] == [2]
+    assert [[lot[k] for k in counts] for lot in listed] == [[5, 3, 2]]
     spots = client.get(f"/api/spots?lot_id={lot_id}").get_json()
     assert [(s["spot_number"], s["reservable"]) for s in spots] == [
         ("R1", False),
