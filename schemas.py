@@ -1813,6 +1813,10 @@ class Delivery(Response):
     created_at: Timestamp
 
 
+class AvailabilityFeedQuery(Query):
+    lot_id: QueryInt(1, MAX_INT, description="Only this lot (an empty list if unknown or archived)")
+
+
 class LotAvailability(Response):
     lot_id: RowId
     name: str

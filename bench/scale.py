@@ -195,6 +195,8 @@ ENDPOINTS = [
     ),
     Endpoint("audit: first page", "/api/audit?per_page=100", "admin", explain=True),
     Endpoint("availability feed", "/api/availability", None, explain=True),
+    # The whole feed has one entry per lot (1,001 against 10): one lot's is the flat part.
+    Endpoint("availability feed: one lot", "/api/availability?lot_id={busy_lot}", None),
 ]
 
 

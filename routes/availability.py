@@ -69,6 +69,7 @@ FEED = (
     .where(ParkingLot.archived_at.is_(None))
     .order_by(ParkingLot.id)
 )
+ONE_LOT = FEED.where(ParkingLot.id == bindparam("lot_id"))
 KEYS = ("lot_id", "name", "total", "available", "reservable_available", "status", "updated_at")
 
 
@@ -93,15 +94,21 @@ def conditional(view):
 @endpoint(
     tag="Availability",
     summary="Live availability of every active lot (public; cacheable for 5 s)",
+    query=schemas.AvailabilityFeedQuery,
     response=list[schemas.LotAvailability],
     description=(
         "`status` is `SPACES_AVAILABLE` (a free spot), `FULL` (spots in service, none "
         "free) or `CLOSED` (no spot in service). Answers carry an `ETag` and "
         "`Cache-Control: public, max-age=5`; send `If-None-Match` with the ETag to get "
-        "`304 Not Modified` while nothing changed. Any origin may read it (CORS)."
+        "`304 Not Modified` while nothing changed. Any origin may read it (CORS). "
+        "`lot_id` narrows it to one lot (a sign at its entrance): the whole feed "
+        "grows with the number of lots, one lot's does not."
     ),
 )
 @replica_reads
-def availability():
-    rows = run(FEED, {"now": now()}).all()
+def availability(query: schemas.AvailabilityFeedQuery):
+    if query.lot_id is None:
+        rows = run(FEED, {"now": now()}).all()
+    else:
+        rows = run(ONE_LOT, {"now": now(), "lot_id": query.lot_id}).all()
     return [dict(zip(KEYS, (*row[:-1], iso(row[-1])), strict=True)) for row in rows]

@@ -163,3 +163,21 @@ def test_counts_stay_within_bounds_while_cars_come_and_go(
     assert any(r["available"] < 3 for r in readings)
     final = http("GET", f"{live_server}/api/availability")[1]
     assert next(i for i in final if i["lot_id"] == small["id"])["available"] == 3
+
+
+def test_the_feed_narrows_to_one_lot(client, make_lot):
+    first, second = make_lot(name="North", spots=2), make_lot(name="South", spots=3)
+    answer = client.get(f"/api/availability?lot_id={second['id']}")
+    assert answer.status_code == 200
+    assert [(e["lot_id"], e["total"]) for e in answer.get_json()] == [(second["id"], 3)]
+    assert answer.headers["Cache-Control"] == "public, max-age=5" and answer.headers["ETag"]
+    assert client.get("/api/availability?lot_id=9999").get_json() == []
+    refused = client.get("/api/availability?lot_id=north")
+    assert (refused.status_code, refused.get_json()) == (
+        400,
+        {"error": "lot_id must be an integer"},
+    )
+    assert {e["lot_id"] for e in client.get("/api/availability").get_json()} == {
+        first["id"],
+        second["id"],
+    }
