@@ -46,13 +46,16 @@ CHOSEN_SPOT = select(ParkingSpot.spot_number, ParkingSpot.status, ParkingSpot.re
     errors={
         400: "Plate number is required, Spot unavailable, or a field is invalid",
         404: "Parking lot not found",
-        409: "Vehicle already parked, or No spots available",
+        409: "Vehicle already parked, No spots available, or No spot available for this "
+        "reservation",
     },
     description=(
         "If exactly one account registered the plate (matched on letters and digits), "
         "the ticket is that driver's; otherwise it belongs to the plate's unowned "
         "vehicle record. One open session per car: a camera that fires twice, or a "
-        "driver who also booked in the app, is 409 `Vehicle already parked`."
+        "driver who also booked in the app, is 409 `Vehicle already parked`. A plate "
+        "with a confirmed reservation here, inside its check-in window, is checked in "
+        "to it (`reservation_id`): the reserved spot, or another if it is taken."
     ),
 )
 def create_entry(lot_id, body: schemas.EntryCreate):
@@ -70,7 +73,10 @@ def create_entry(lot_id, body: schemas.EntryCreate):
         if run(parking.CAR_PARKED, {"key": car.plate_key, "vehicle": car.vehicle_id}).scalar():
             raise ApiError(409, "Vehicle already parked")  # before "No spots available"
         reserved = reservations.due_for_check_in(lot, car.plate_key, at)
-        if reserved is not None:  # the plate's reservation here: check it in
+        if reserved is not None:  # the plate's reservation here: check it in, as its driver's
+            car = parking.Car(
+                reserved.vehicle_id, reserved.user_id, car.plate_number, car.plate_key
+            )
             ticket, spot_number = reservations.check_in(reserved, lot, car, at)
             parking.audit(
                 actor, "entry", lot_id=lot_id, ticket_id=ticket["id"], plate=car.plate_number
