@@ -14,8 +14,10 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -466,42 +468,56 @@ REPORT_DAYS = (
 
 # The lot's reservations per local day in the range: made (and their
 # amounts), cancelled (and the refunds), and no-shows by the window's start
-# day (a confirmed one past its no_show_at counts, recorded or not). Each
-# reads only the range's rows, on the (lot_id, <day>) indexes.
+# day (a confirmed one past its no_show_at counts, recorded or not). One
+# statement built once, three grouped parts; each reads only the range's rows,
+# on the (lot_id, <day>) indexes (bench/explain_reservations.py).
+RESERVATION_MADE, RESERVATION_CANCELLED, RESERVATION_NO_SHOW = 0, 1, 2
+_LOT_RESERVATIONS = Reservation.lot_id == bindparam("lot_id")
+
+
+def _reservations_by(kind: int, day, amount, *where):
+    return (
+        select(literal(kind).label("kind"), day.label("day"), func.count(), amount)
+        .where(
+            _LOT_RESERVATIONS,
+            day.between(bindparam("first", type_=Date), bindparam("last", type_=Date)),
+            *where,
+        )
+        .group_by(day)
+    )
+
+
+RESERVATION_DAYS = union_all(
+    _reservations_by(RESERVATION_MADE, Reservation.created_day, func.sum(Reservation.amount)),
+    _reservations_by(
+        RESERVATION_CANCELLED, Reservation.cancelled_day, func.sum(Reservation.refund)
+    ),
+    _reservations_by(
+        RESERVATION_NO_SHOW,
+        Reservation.start_day,
+        literal(0),
+        or_(
+            Reservation.status == "no_show",
+            and_(Reservation.status == "confirmed", Reservation.no_show_at <= bindparam("at")),
+        ),
+    ),
+)
+RESERVATION_DAY_NAMES = {
+    RESERVATION_MADE: ("reservations_made", "reservation_revenue"),
+    RESERVATION_CANCELLED: ("cancellations", "refunds"),
+    RESERVATION_NO_SHOW: ("no_shows", None),
+}
+
+
 def reservation_days(lot_id: int, first, last, at) -> dict:
     per_day: dict = {}
-
-    def add(stmt, *names):
-        for day, *values in db.session.execute(stmt):
-            row = per_day.setdefault(day, dict.fromkeys(RESERVATION_COLUMNS, 0))
-            for name, value in zip(names, values, strict=True):
-                row[name] = int(value or 0)
-
-    mine = Reservation.lot_id == lot_id
-    add(
-        select(Reservation.created_day, func.count(), func.sum(Reservation.amount))
-        .where(mine, Reservation.created_day.between(first, last))
-        .group_by(Reservation.created_day),
-        "reservations_made",
-        "reservation_revenue",
-    )
-    add(
-        select(Reservation.cancelled_day, func.count(), func.sum(Reservation.refund))
-        .where(mine, Reservation.cancelled_day.between(first, last))
-        .group_by(Reservation.cancelled_day),
-        "cancellations",
-        "refunds",
-    )
-    no_show = or_(
-        Reservation.status == "no_show",
-        and_(Reservation.status == "confirmed", Reservation.no_show_at <= at),
-    )
-    add(
-        select(Reservation.start_day, func.count())
-        .where(mine, Reservation.start_day.between(first, last), no_show)
-        .group_by(Reservation.start_day),
-        "no_shows",
-    )
+    params = {"lot_id": lot_id, "first": first, "last": last, "at": at}
+    for kind, day, count, amount in run(RESERVATION_DAYS, params):
+        row = per_day.setdefault(day, dict.fromkeys(RESERVATION_COLUMNS, 0))
+        counted, summed = RESERVATION_DAY_NAMES[kind]
+        row[counted] = count
+        if summed:
+            row[summed] = int(amount or 0)
     return per_day
 
 
