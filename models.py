@@ -267,6 +267,9 @@ class ParkingSpot(db.Model):
         Index("ix_parking_spots_lot_status_kind", "lot_id", "status", "kind"),
         # A lot's spots in id order (the search by lot, its keyset pages; 0009).
         Index("ix_parking_spots_lot_id_id", "lot_id", "id"),
+        # The search by kind across lots: its pages in id order, and its count
+        # read from the index alone (lot_id joins the active lots; 0012).
+        Index("ix_parking_spots_kind_id_lot_id", "kind", "id", "lot_id"),
         # A lot's reservable spots by kind (reservations, availability; 0010).
         Index(
             "ix_parking_spots_reservable",
